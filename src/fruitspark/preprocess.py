@@ -1,0 +1,79 @@
+"""From an upright RGB picture to the model's input tensor and a colour descriptor.
+
+Aspect policy: the picture is padded to a square on white, then resized to the model's input. A
+phone photo keeps the whole fruit (a centre crop would cut it), and the padding matches the white
+background of Fruits-360, the domain the pipeline is tuned on; a square picture is only resized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+COLOUR_BINS = (18, 4, 4)  # hue x saturation x value
+COLOUR_DIM = int(np.prod(COLOUR_BINS))
+COLOUR_SIDE = 64  # the histogram is computed on a 64 px copy: plenty for 288 bins, and cheap
+_WHITE_SATURATION = 0.12  # a pixel this pale and this bright is background, not fruit
+_WHITE_VALUE = 0.90
+_MIN_FOREGROUND = 0.05  # below this share of coloured pixels, the whole picture is described
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-channel ``(pixel - mean) / std`` on the 0..255 scale, as the model was trained."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def square_on_white(image: Image.Image) -> Image.Image:
+    """Pad the shorter side with white so that the picture becomes a centred square."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def resize_square(image: Image.Image, size: int) -> Image.Image:
+    """The model input: square on white, then a bilinear resize (antialiased when shrinking)."""
+    square = square_on_white(image)
+    if square.size == (size, size):
+        return square
+    return square.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def to_tensor(image: Image.Image, normalisation: Normalisation) -> np.ndarray:
+    """HWC uint8 RGB to the CHW float32 tensor the network reads."""
+    pixels = np.asarray(image, dtype=np.float32)
+    mean = np.asarray(normalisation.mean, dtype=np.float32)
+    inverse_std = 1.0 / np.asarray(normalisation.std, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - mean) * inverse_std).transpose(2, 0, 1))
+
+
+def colour_histogram(image: Image.Image) -> np.ndarray:
+    """An L1-normalised 18x4x4 HSV histogram of the fruit's pixels.
+
+    Fruits-360 varieties differ mostly in colour, which a CNN trained for object classes blurs.
+    Near-white pixels are taken for background and left out; when almost nothing else is left
+    (a white fruit, a pale photo) every pixel counts, so the descriptor never depends on a white
+    background to be defined.
+    """
+    small = image.copy()
+    small.thumbnail((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BILINEAR)
+    hsv = np.asarray(small.convert("HSV"), dtype=np.uint16).reshape(-1, 3)
+    foreground = ~((hsv[:, 1] < _WHITE_SATURATION * 256) & (hsv[:, 2] > _WHITE_VALUE * 256))
+    if foreground.mean() >= _MIN_FOREGROUND:
+        hsv = hsv[foreground]
+    hue_bins, saturation_bins, value_bins = COLOUR_BINS
+    index = (
+        (hsv[:, 0] * hue_bins >> 8) * (saturation_bins * value_bins)
+        + (hsv[:, 1] * saturation_bins >> 8) * value_bins
+        + (hsv[:, 2] * value_bins >> 8)
+    )
+    counts = np.bincount(index, minlength=COLOUR_DIM).astype(np.float32)
+    return counts / max(float(counts.sum()), 1.0)

@@ -1,0 +1,40 @@
+"""A SparkSession that works out of the box: local mode by default, quiet, and on this Python.
+
+Under ``spark-submit`` (a cluster) the session already exists and is used as it is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+DEFAULT_MASTER = "local[*,4]"  # all cores; a failed task is retried up to 4 times, as on a cluster
+QUIET_LOGGERS = ("py4j", "pyspark")
+
+
+def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
+    """The active session, or a new one on ``master`` (default: local mode on every core)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        return active
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master or os.environ.get("FRUITSPARK_MASTER", DEFAULT_MASTER))
+        .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g"))
+    )
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

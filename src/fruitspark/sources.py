@@ -1,0 +1,168 @@
+"""Where images come from: a folder tree or a manifest, as Spark rows with label and split.
+
+A folder (local, hdfs://, s3://) is read with Spark's ``binaryFile`` source, which lists it once and
+reads each file's bytes on the executor that processes it. A manifest (Parquet or CSV of paths)
+spares the driver the listing of millions of objects: its paths are spread over partitions and
+each worker reads its own images. Image bytes never cross the network in a shuffle.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from urllib.parse import urlparse
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+# Hadoop globs are case-sensitive: "*.{[jJ][pP][gG],...}" matches every case of every extension.
+IMAGE_GLOB = (
+    "*.{"
+    + ",".join(
+        "".join(f"[{c.lower()}{c.upper()}]" for c in extension) for extension in IMAGE_EXTENSIONS
+    )
+    + "}"
+)
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "test": "test",
+    "testing": "test",
+    "val": "val",
+    "validation": "val",
+}
+LISTING_COLUMNS = ("path", "size", "modified", "label", "split")
+
+
+class SourceError(ValueError):
+    """An input that cannot be read at all (missing folder, bad manifest): one line for the user."""
+
+
+class ReadError(OSError):
+    """One image that cannot be read; recorded as that image's error."""
+
+
+def label_expr(path_col: str = "path"):
+    """The image's label: the name of the folder that holds it."""
+    from pyspark.sql import functions as F
+
+    return F.element_at(F.split(F.col(path_col), "/"), -2)
+
+
+def split_expr(path_col: str = "path"):
+    """train/test/val from the nearest folder above the label folder that is named so, else null."""
+    from pyspark.sql import functions as F
+
+    names = "|".join(SPLIT_NAMES)
+    found = F.lower(
+        F.regexp_extract(F.col(path_col), rf"(?i).*/({names})/(?:[^/]*/)*?[^/]+/[^/]+$", 1)
+    )
+    mapping = F.create_map(*[F.lit(item) for pair in SPLIT_NAMES.items() for item in pair])
+    return F.when(found == "", F.lit(None).cast("string")).otherwise(mapping[found])
+
+
+def read_folder(spark, root: str):
+    """The folder's images as ``path, size, modified, label, split, content`` (read lazily)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.utils import AnalysisException
+
+    try:
+        frame = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", IMAGE_GLOB)
+            .option("ignoreMissingFiles", "true")  # a file deleted meanwhile: caught by accounting
+            .load(root)
+        )
+    except AnalysisException as error:
+        raise SourceError(f"cannot read input {root}: {_first_line(error)}") from None
+    return frame.select(
+        "path",
+        F.col("length").alias("size"),
+        F.col("modificationTime").alias("modified"),
+        label_expr().alias("label"),
+        split_expr().alias("split"),
+        "content",
+    )
+
+
+def read_manifest(spark, manifest: str, *, partitions: int):
+    """A Parquet or CSV manifest (``path`` required; ``label``, ``split``, ``size``, ``modified``
+    optional) as listing rows, spread over ``partitions`` so workers read the bytes in parallel."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.utils import AnalysisException
+
+    reader = spark.read.option("header", "true") if manifest.lower().endswith(".csv") else None
+    try:
+        frame = reader.csv(manifest) if reader else spark.read.parquet(manifest)
+    except AnalysisException as error:
+        raise SourceError(f"cannot read manifest {manifest}: {_first_line(error)}") from None
+    if "path" not in frame.columns:
+        raise SourceError(f"manifest {manifest} has no 'path' column (columns: {frame.columns})")
+    defaults = {
+        "size": F.lit(None).cast("long"),
+        "modified": F.lit(None).cast("timestamp"),
+        "label": label_expr(),
+        "split": split_expr(),
+    }
+    columns = [F.col("path").cast("string").alias("path")]
+    for name, default in defaults.items():
+        value = F.col(name).cast(default_type(name)) if name in frame.columns else default
+        columns.append(value.alias(name))
+    return frame.select(*columns).repartition(partitions)
+
+
+def default_type(name: str) -> str:
+    return {"size": "long", "modified": "timestamp"}.get(name, "string")
+
+
+def images_per_partition(images: int, parallelism: int) -> int:
+    """About eight tasks per core (balance, progress, cheap retries), 32 to 1000 images each."""
+    return max(32, min(1000, math.ceil(images / max(1, parallelism * 8))))
+
+
+def partition_bytes(images: int, total_bytes: int, parallelism: int) -> tuple[int, int]:
+    """``spark.sql.files`` maxPartitionBytes and openCostInBytes that pack the wanted image count.
+
+    Spark's default 4 MB open cost makes every 5 kB image weigh like a 4 MB file; an open cost of
+    one average image makes the packing count images instead.
+    """
+    average = max(1, total_bytes // max(1, images))
+    return images_per_partition(images, parallelism) * 2 * average, average
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether a local image resolves inside ``root`` (symlinks followed); remote paths are."""
+    local_path, local_root = local_path_of(path), local_path_of(root)
+    if local_path is None or local_root is None:
+        return True
+    real_root = os.path.realpath(local_root)
+    return os.path.realpath(local_path).startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def local_path_of(uri: str) -> str | None:
+    """``file:/x``, ``file:///x`` or ``/x`` to ``/x``; None for other schemes."""
+    if uri.startswith("file:"):
+        return "/" + uri[len("file:") :].lstrip("/")
+    return None if "://" in uri else uri
+
+
+def read_bytes(uri: str) -> bytes:
+    """One image's bytes from a local path or any filesystem pyarrow knows (s3, gs, hdfs)."""
+    local = local_path_of(uri)
+    try:
+        if local is not None:
+            with open(local, "rb") as stream:
+                return stream.read()
+        from pyarrow import fs
+
+        parsed = urlparse(uri)
+        scheme = "s3" if parsed.scheme in ("s3a", "s3n") else parsed.scheme
+        filesystem, _ = fs.FileSystem.from_uri(f"{scheme}://{parsed.netloc}/")
+        with filesystem.open_input_stream(parsed.netloc + parsed.path) as stream:
+            return stream.read()
+    except (OSError, ValueError) as error:
+        raise ReadError(f"cannot read file: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
