@@ -30,7 +30,7 @@ class FeaturizeOptions:
     """How features are computed; every field has a measured default (see BENCHMARKS.md)."""
 
     batch_size: int = 8
-    threads: int = 1
+    threads: int = 0  # ONNX Runtime threads per task; 0: spark.task.cpus
     descriptor: str = "both"
     colour_weight: float = 8.0
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -89,7 +89,7 @@ def resolve_model(
         default_norm = Normalisation(efficientnet_onnx.MEAN_RGB, efficientnet_onnx.STD_RGB)
         output_name = output_name or "features"
     elif model.lower().endswith(".onnx"):
-        path = Path(model)
+        path = Path(model).resolve()
         if not path.is_file():
             raise ModelError(f"model file not found: {model}")
         default_size, default_norm = 224, IMAGENET

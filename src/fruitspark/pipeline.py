@@ -97,9 +97,13 @@ def run(config: RunConfig, spark=None) -> dict:
             std=config.std,
             output_name=config.model_output,
         )
-    options = config.featurize
-    if options.root is None and not is_manifest(config.input):
-        options = FeaturizeOptions(**{**asdict(options), "root": config.input})
+    options = FeaturizeOptions(
+        **{
+            **asdict(config.featurize),
+            "threads": config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
+            "root": config.featurize.root or (None if is_manifest(config.input) else config.input),
+        }
+    )
     staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
     context = spark.sparkContext
     parallelism = context.defaultParallelism
@@ -178,6 +182,9 @@ def run(config: RunConfig, spark=None) -> dict:
         "accounting": accounting,
         "model": {
             "id": spec.model_id,
+            "source": config.model if config.model == DEFAULT_MODEL else spec.path,
+            "mean": list(spec.normalisation.mean),
+            "std": list(spec.normalisation.std),
             "sha256": spec.sha256,
             "input_size": spec.input_size,
             "output": spec.output_name,
@@ -208,7 +215,7 @@ def run(config: RunConfig, spark=None) -> dict:
     }
     parts = [FEATURES, PCA_MODEL, PCA_NPZ, *([CSV] if config.csv else [])]
     if config.report:
-        _stage_report(storage, staging, summary)
+        _stage_report(storage, staging, summary, written)
         parts.append(REPORT)
     summary["stages"]["total"] = round((datetime.now(timezone.utc) - started_at).total_seconds(), 3)
     commit(storage, staging, parts, summary)
@@ -254,11 +261,42 @@ def _write_csv(written, uri: str, k: int) -> None:
     ).csv(uri)
 
 
-def _stage_report(storage: Storage, staging: str, summary: dict) -> None:
-    """The report is built from the staged parts, so it is ready when the output is complete."""
+REPORT_SAMPLE = 20_000  # points in the PCA scatter; errors are all kept (the report caps rows)
+
+
+def report_table(written):
+    """What the report plots, bounded on the driver: every failed row and a sample of the rest."""
+    from pyspark.sql import functions as F
+
+    columns = ["path", "label", "split", "width", "height", "pca", "error"]
+    failed = written.where(F.col("error").isNotNull()).select(*columns).limit(100_000)
+    good = written.where(F.col("error").isNull())
+    total = good.count()
+    if total > REPORT_SAMPLE:
+        good = good.sample(fraction=min(1.0, 1.2 * REPORT_SAMPLE / total), seed=7)
+    return good.select(*columns).limit(REPORT_SAMPLE).unionByName(failed).toArrow()
+
+
+def _stage_report(storage: Storage, staging: str, summary: dict, written) -> None:
+    """The report is built before the commit, so it is there when the output is complete."""
     from fruitspark.report import render_report
 
-    storage.write_json(f"{staging}/{SUMMARY}", summary)
-    html = render_report(storage.uri(staging))
+    html = render_report(summary, report_table(written), None)
     storage.write_bytes(f"{staging}/{REPORT}", html.encode())
-    storage.delete(f"{staging}/{SUMMARY}")
+
+
+def refresh_report(output: str, spark=None) -> str:
+    """Rewrite ``OUTPUT/report.html`` from the output as it is now (e.g. after ``evaluate``)."""
+    from fruitspark.evaluate import EVALUATION
+    from fruitspark.report import render_report
+    from fruitspark.session import spark_session
+
+    spark = spark or spark_session()
+    storage = Storage(spark, output)
+    if not storage.exists(SUMMARY):
+        raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
+    evaluation = storage.read_json(EVALUATION) if storage.exists(EVALUATION) else None
+    written = spark.read.parquet(storage.uri(FEATURES))
+    html = render_report(storage.read_json(SUMMARY), report_table(written), evaluation)
+    storage.write_bytes(REPORT, html.encode())
+    return storage.uri(REPORT)

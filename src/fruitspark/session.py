@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 DEFAULT_MASTER = "local[*,4]"  # all cores; a failed task is retried up to 4 times, as on a cluster
 QUIET_LOGGERS = ("py4j", "pyspark")
+LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 
 
 def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
@@ -31,10 +33,16 @@ def spark_session(master: str | None = None, *, app_name: str = "fruitspark", co
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g"))
     )
+    log_level = os.environ.get("FRUITSPARK_LOG_LEVEL")
+    if not log_level:
+        quiet = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+        builder = builder.config("spark.driver.extraJavaOptions", quiet).config(
+            "spark.executor.extraJavaOptions", quiet
+        )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setLogLevel(log_level or "ERROR")
     return session

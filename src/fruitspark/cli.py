@@ -1,0 +1,314 @@
+"""The ``fruitspark`` command: a thin layer over the Python API, one clear line per failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fruitspark import __version__
+from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
+from fruitspark.model import DEFAULT_MODEL
+
+EXAMPLES = """examples:
+  fruitspark demo                                   synthetic images, whole pipeline, report
+  fruitspark run ../shared/data/fruits360-sample out --overwrite
+  fruitspark evaluate out                           accuracy on the Test split, in the report
+  fruitspark predict out photo.jpg other.png        top-5 fruit for new photos
+  spark-submit --master yarn $(python -c 'import fruitspark.cli as c; print(c.__file__)') \\
+      run s3://bucket/images s3://bucket/out        the same job on a cluster
+"""
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    values = tuple(float(part) for part in text.split(","))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError("give three comma-separated numbers, e.g. 127,127,127")
+    return values  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fruitspark",
+        description="Labelled images → CNN features → PCA → Parquet, on Spark "
+        "(local mode by default, or any cluster through spark-submit).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fruitspark {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="featurise a folder (or manifest) of images and reduce with PCA",
+        description="Read INPUT (a folder tree Class/image.jpg, local, hdfs:// or s3://; or a "
+        ".parquet/.csv manifest with a path column), extract features on the executors, fit a "
+        "centred PCA and write OUTPUT/{features/, pca_model/, summary.json, report.html}.",
+    )
+    run.add_argument("input", help="image folder, or manifest file (.parquet or .csv)")
+    run.add_argument("output", help="output folder (refused if it exists, see --overwrite)")
+    _add_master(run)
+    model = run.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_MODEL, help=f"{DEFAULT_MODEL} or a .onnx file")
+    model.add_argument("--input-size", type=_positive, help="model input side in px")
+    model.add_argument("--mean", type=_triple, help="per-channel mean, 0..255 scale (R,G,B)")
+    model.add_argument("--std", type=_triple, help="per-channel std, 0..255 scale (R,G,B)")
+    model.add_argument("--model-output", help="output tensor that holds the features")
+    model.add_argument(
+        "--descriptor",
+        choices=DESCRIPTORS,
+        default=FeaturizeOptions.descriptor,
+        help="what feeds PCA: CNN features and colour histogram (default), or one of them",
+    )
+    model.add_argument(
+        "--colour-weight",
+        type=float,
+        default=FeaturizeOptions.colour_weight,
+        help="weight of the colour block against the CNN block (default: %(default)s)",
+    )
+    pca = run.add_argument_group("PCA").add_mutually_exclusive_group()
+    pca.add_argument("--pca-k", type=_positive, help="keep exactly k components")
+    pca.add_argument(
+        "--pca-variance",
+        type=_share,
+        default=0.95,
+        help="keep the fewest components reaching this explained variance (default: 0.95)",
+    )
+    out = run.add_argument_group("output")
+    out.add_argument("--csv", action="store_true", help="also write label + PCA matrix as CSV")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    out.add_argument(
+        "--resume", action="store_true", help="only process new or changed images; merge"
+    )
+    out.add_argument(
+        "--fail-on-error", action="store_true", help="exit non-zero if any image failed"
+    )
+    out.add_argument("--no-report", action="store_true", help="skip report.html")
+    tuning = run.add_argument_group("tuning (defaults suit 1 to 64 cores; see BENCHMARKS.md)")
+    tuning.add_argument("--batch-size", type=_positive, default=FeaturizeOptions.batch_size)
+    tuning.add_argument(
+        "--threads-per-task",
+        type=_positive,
+        help="ONNX Runtime threads per task (default: spark.task.cpus)",
+    )
+    tuning.add_argument("--rows-per-arrow-batch", type=_positive, default=64)
+    tuning.add_argument("--images-per-partition", type=_positive)
+    tuning.add_argument("--max-pixels", type=_positive, default=FeaturizeOptions.max_pixels)
+    run.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read images whose symlink points outside INPUT",
+    )
+
+    demo = commands.add_parser(
+        "demo", help="run everything on a small synthetic image set (no download)"
+    )
+    demo.add_argument("--dir", default="fruitspark-demo", help="where to write images and results")
+    _add_master(demo)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="train a classifier on Training, score it on Test, update the report"
+    )
+    evaluate.add_argument("output", help="output folder of `fruitspark run`")
+    evaluate.add_argument("--features", choices=("pca", "features"), default="pca")
+    evaluate.add_argument("--reg-param", type=float)
+    _add_master(evaluate)
+
+    predict = commands.add_parser("predict", help="top-k fruit for new photos (no Spark)")
+    predict.add_argument("model_dir", help="output folder of `fruitspark run` + `evaluate`")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=_positive, default=5)
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    report = commands.add_parser("report", help="(re)write OUTPUT/report.html")
+    report.add_argument("output")
+    _add_master(report)
+
+    return parser
+
+
+def _add_master(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--master",
+        help="Spark master (default: the spark-submit one, else local[*]); e.g. local[2]",
+    )
+
+
+def _session(args: argparse.Namespace):
+    from fruitspark.session import spark_session
+
+    return spark_session(args.master)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from fruitspark.pipeline import RunConfig, run
+
+    _require_local_input(args.input)
+    options = FeaturizeOptions(
+        batch_size=args.batch_size,
+        threads=args.threads_per_task or 0,
+        descriptor=args.descriptor,
+        colour_weight=args.colour_weight,
+        max_pixels=args.max_pixels,
+        follow_symlinks=args.follow_symlinks,
+    )
+    config = RunConfig(
+        input=args.input,
+        output=args.output,
+        model=args.model,
+        input_size=args.input_size,
+        mean=args.mean,
+        std=args.std,
+        model_output=args.model_output,
+        pca_k=args.pca_k,
+        pca_variance=args.pca_variance,
+        csv=args.csv,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        fail_on_error=args.fail_on_error,
+        report=not args.no_report,
+        featurize=options,
+        rows_per_arrow_batch=args.rows_per_arrow_batch,
+        images_per_partition=args.images_per_partition,
+    )
+    summary = run(config, _session(args))
+    _print_summary(summary)
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from fruitspark.demo import make_demo_images
+    from fruitspark.evaluate import evaluate
+    from fruitspark.pipeline import RunConfig, refresh_report, run
+
+    root = Path(args.dir).resolve()
+    images, output = root / "images", root / "output"
+    count = make_demo_images(images)
+    print(f"Wrote {count} SYNTHETIC images (drawn shapes, not real fruit) to {images}")
+    spark = _session(args)
+    summary = run(RunConfig(input=str(images), output=str(output), overwrite=True), spark)
+    _print_summary(summary)
+    scores = evaluate(str(output), spark)
+    refresh_report(str(output), spark)
+    print(f"Test top-1 {scores['top1']:.3f}, top-5 {scores['top5']:.3f} on synthetic classes")
+    print(f"Report: {output / 'report.html'}")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from fruitspark.evaluate import EvaluateOptions, evaluate
+    from fruitspark.pipeline import refresh_report
+
+    options = EvaluateOptions(features=args.features)
+    if args.reg_param is not None:
+        options = EvaluateOptions(features=args.features, reg_param=args.reg_param)
+    spark = _session(args)
+    scores = evaluate(args.output, spark, options)
+    report = refresh_report(args.output, spark)
+    print(
+        f"Test top-1 {scores['top1']:.4f}  top-5 {scores['top5']:.4f}  on "
+        f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
+    )
+    for pair in scores["confused_pairs"][:5]:
+        print(f"  {pair['count']:>3} × {pair['true']} taken for {pair['predicted']}")
+    print(f"Details: {args.output}/evaluation.json  Report: {report}")
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from fruitspark.predict import predict
+
+    predictions = predict(args.model_dir, args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([vars(item) for item in predictions], indent=2))
+        return 0
+    for item in predictions:
+        if item.error:
+            print(f"{item.path}: error: {item.error}")
+            continue
+        ranked = ", ".join(
+            f"{label} {p:.1%}" for label, p in zip(item.labels, item.probabilities, strict=True)
+        )
+        print(f"{item.path}: {ranked}")
+    return 1 if any(item.error for item in predictions) else 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from fruitspark.pipeline import refresh_report
+
+    print(f"Report: {refresh_report(args.output, _session(args))}")
+    return 0
+
+
+def _require_local_input(uri: str) -> None:
+    from fruitspark.sources import SourceError, local_path_of
+
+    local = local_path_of(uri)
+    if local is not None and not os.path.exists(local):
+        raise SourceError(f"input not found: {uri}")
+
+
+def _print_summary(summary: dict) -> None:
+    images, pca = summary["images"], summary["pca"]
+    explained = sum(pca["explained_variance"][: pca["k"]])
+    print(
+        f"{images['listed']} images: {images['featurised']} featurised, {images['failed']} "
+        f"failed; {summary['throughput_images_per_s']:.1f} images/s; "
+        f"PCA k={pca['k']} ({explained:.1%} variance); accounting "
+        f"{'ok' if summary['accounting']['ok'] else 'FAILED'}"
+    )
+    print(f"Results: {summary['output']}")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": command_run,
+    "demo": command_demo,
+    "evaluate": command_evaluate,
+    "predict": command_predict,
+    "report": command_report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("fruitspark: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the one place that turns any failure into one line
+        print(f"fruitspark: error: {_one_line(error)}", file=sys.stderr)
+        if os.environ.get("FRUITSPARK_DEBUG"):
+            raise
+        return 1 if type(error).__name__ == "RunFailed" else 2
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if type(error).__name__ in ("Py4JJavaError", "AnalysisException") or "\n" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        causes = [line for line in lines if "Exception:" in line or "Error:" in line]
+        text = (causes[-1] if causes else lines[0]) if lines else type(error).__name__
+    return text[:400]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
