@@ -188,7 +188,7 @@ def command_run(args: argparse.Namespace) -> int:
         rows_per_arrow_batch=args.rows_per_arrow_batch,
         images_per_partition=args.images_per_partition,
     )
-    summary = run(config, _session(args))
+    summary = run(config, master=args.master)
     _print_summary(summary)
     return 0
 

@@ -119,12 +119,14 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
     """Add ``width, height, features, error`` to each row of ``frame`` and drop ``content``.
 
     ``frame`` has a ``path`` column and, when Spark's binaryFile source read the bytes, a
-    ``content`` column; without it each worker reads its own images by path.
+    ``content`` column; without it each worker reads its own images by path. Returns the new
+    frame and an accumulator that counts model loads (one per Python worker, if all is well).
     """
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     spark = frame.sparkSession
     model_bytes = spark.sparkContext.broadcast(Path(spec.path).read_bytes())
+    model_loads = spark.sparkContext.accumulator(0)
     has_content = "content" in frame.columns
     kept = [field for field in frame.schema.fields if field.name != "content"]
     timezone = spark.conf.get("spark.sql.session.timeZone")
@@ -137,7 +139,9 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
         session = (
             None
             if options.descriptor == "colour"
-            else cached_session(spec, options.threads, lambda: model_bytes.value)
+            else cached_session(
+                spec, options.threads, lambda: model_bytes.value, lambda: model_loads.add(1)
+            )
         )
         for number, batch in enumerate(batches):
             if number == 1 and kill_partition is not None:
@@ -147,7 +151,7 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
             results = describe_images(contents, session, spec, options)
             yield _to_batch(batch, output_schema, results, read_failures)
 
-    return frame.mapInArrow(featurize_partition, from_arrow_schema(output_schema))
+    return frame.mapInArrow(featurize_partition, from_arrow_schema(output_schema)), model_loads
 
 
 def _struct(fields):

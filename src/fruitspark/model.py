@@ -138,15 +138,21 @@ def new_session(model_bytes: bytes, threads: int):
 _SESSIONS: dict[tuple[str, int], object] = {}
 
 
-def cached_session(spec: ModelSpec, threads: int, model_bytes: Callable[[], bytes]):
+def cached_session(
+    spec: ModelSpec,
+    threads: int,
+    model_bytes: Callable[[], bytes],
+    on_load: Callable[[], None] = lambda: None,
+):
     """The session for ``spec`` in this process, created on first use only.
 
     Spark reuses Python workers across tasks, so a module-level cache means one load per worker
-    process, however many partitions or batches it serves.
+    process, however many partitions or batches it serves; ``on_load`` counts the real loads.
     """
     key = (spec.sha256, threads)
     if key not in _SESSIONS:
         _SESSIONS[key] = new_session(model_bytes(), threads)
+        on_load()
     return _SESSIONS[key]
 
 

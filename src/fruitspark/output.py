@@ -23,7 +23,7 @@ def check_output(storage: Storage, *, overwrite: bool, resume: bool) -> bool:
     if not storage.exists():
         return False
     complete = storage.exists(SUMMARY)
-    leftovers = [name for name in storage.list() if name != STAGING]
+    leftovers = storage.list()
     if complete and not (overwrite or resume):
         raise OutputError(
             f"output {storage.root} already holds results: "

@@ -80,15 +80,16 @@ def is_manifest(uri: str) -> bool:
     return uri.lower().endswith((".parquet", ".csv"))
 
 
-def run(config: RunConfig, spark=None) -> dict:
-    """Run the job and return its summary (also written to ``OUTPUT/summary.json``)."""
+def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
+    """Run the job and return its summary (also written to ``OUTPUT/summary.json``).
+
+    ``spark`` is an existing session (a notebook's, spark-submit's); without it one is made on
+    ``master``, once the model is known to be usable, so a bad ``--model`` fails in a second.
+    """
     from fruitspark.session import spark_session
 
-    spark = spark or spark_session()
     started_at = datetime.now(timezone.utc)
     stages = _Stages()
-    storage = Storage(spark, config.output)
-    previous_complete = check_output(storage, overwrite=config.overwrite, resume=config.resume)
     with stages.time("model"):
         spec = resolve_model(
             config.model,
@@ -97,6 +98,9 @@ def run(config: RunConfig, spark=None) -> dict:
             std=config.std,
             output_name=config.model_output,
         )
+    spark = spark or spark_session(master)
+    storage = Storage(spark, config.output)
+    previous_complete = check_output(storage, overwrite=config.overwrite, resume=config.resume)
     options = FeaturizeOptions(
         **{
             **asdict(config.featurize),
@@ -133,9 +137,10 @@ def run(config: RunConfig, spark=None) -> dict:
 
     featurized_uri = storage.uri(f"{staging}/featurized")
     with stages.time("featurize"), watch(spark, "featurize", todo_count):
-        fresh = featurize(todo, spec, options)
+        fresh, model_loads = featurize(todo, spec, options)
         if previous is not None:
             fresh = fresh.unionByName(previous)
+        featurize_partitions = fresh.rdd.getNumPartitions()
         fresh.write.parquet(featurized_uri)
     featurized = spark.read.parquet(featurized_uri)
 
@@ -205,6 +210,8 @@ def run(config: RunConfig, spark=None) -> dict:
             "rows_per_arrow_batch": config.rows_per_arrow_batch,
             "max_partition_bytes": max_bytes,
             "parallelism": parallelism,
+            "featurize_partitions": featurize_partitions,
+            "model_loads": model_loads.value,
         },
         "spark": {
             "master": context.master,

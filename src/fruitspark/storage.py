@@ -18,6 +18,7 @@ class Storage:
         self._jvm = jvm
         self._root = jvm.org.apache.hadoop.fs.Path(root)
         self._fs = self._root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self._fs.setWriteChecksum(False)  # no .crc companions next to summary.json on local disk
         self.root = self._root.toString()
 
     def _path(self, name: str = ""):

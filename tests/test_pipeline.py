@@ -1,0 +1,178 @@
+"""The main job on real images in local mode: outputs, refusal to clobber, resume, faults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import FRUITS, copy_subset
+
+from fruitspark.featurize import FAULT_ENV
+from fruitspark.output import OutputError, account
+from fruitspark.pipeline import RunConfig, run
+
+
+def _rows(output) -> dict:
+    table = pq.read_table(output / "features").to_pylist()
+    return {row["path"]: row for row in table}
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, subset, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run") / "out"
+    summary = run(
+        RunConfig(input=str(subset), output=str(output), csv=True, images_per_partition=8), spark
+    )
+    return output, summary
+
+
+def test_every_image_is_featurised_once_with_label_and_split(first_run, subset):
+    output, summary = first_run
+    rows = _rows(output)
+    images = sorted(subset.rglob("*.jpg"))
+    assert sorted(rows) == sorted(f"file:{path}" for path in images)
+    assert summary["images"] == {
+        "listed": len(images),
+        "featurised": len(images),
+        "failed": 0,
+        "processed_this_run": len(images),
+        "reused_from_previous_run": 0,
+    }
+    assert summary["accounting"]["ok"]
+    k = summary["pca"]["k"]
+    for path, row in rows.items():
+        assert row["label"] == path.split("/")[-2]
+        assert row["split"] == ("train" if "/Training/" in path else "test")
+        assert (row["width"], row["height"]) == (100, 100)
+        assert len(row["features"]) == summary["model"]["feature_dim"] == 1280 + 288
+        assert len(row["pca"]) == k and row["error"] is None
+    assert sum(summary["pca"]["explained_variance"][:k]) >= 0.95
+    assert (output / "summary.json").exists() and (output / "report.html").exists()
+    assert not (output / "_staging").exists()
+
+
+def test_model_is_loaded_once_per_python_worker(first_run):
+    _, summary = first_run
+    settings = summary["settings"]
+    assert settings["featurize_partitions"] >= 4
+    assert 1 <= settings["model_loads"] <= settings["parallelism"]
+
+
+def test_csv_has_label_and_pca_matrix(first_run):
+    output, summary = first_run
+    lines = "".join(p.read_text() for p in sorted((output / "pca_csv").glob("part-*.csv")))
+    header = lines.splitlines()[0].split(",")
+    assert header[:3] == ["path", "label", "split"]
+    assert header[3:] == [f"pc{i + 1}" for i in range(summary["pca"]["k"])]
+    assert sum(1 for line in lines.splitlines() if line.startswith("file:")) == 48
+
+
+def test_existing_output_is_refused_unless_overwrite(spark, first_run, subset):
+    output, _ = first_run
+    with pytest.raises(OutputError, match="already holds results"):
+        run(RunConfig(input=str(subset), output=str(output)), spark)
+
+
+def test_partial_output_is_named_and_overwrite_replaces_it(spark, subset, tmp_path):
+    output = tmp_path / "out"
+    (output / "_staging" / "abc" / "featurized").mkdir(parents=True)
+    (output / "features").mkdir()
+    with pytest.raises(OutputError, match="partial result of an interrupted run"):
+        run(RunConfig(input=str(subset), output=str(output)), spark)
+    summary = run(RunConfig(input=str(subset), output=str(output), overwrite=True), spark)
+    assert summary["accounting"]["ok"]
+    assert sorted(p.name for p in output.iterdir()) == [
+        "features", "pca.npz", "pca_model", "report.html", "summary.json"
+    ]  # fmt: skip
+
+
+def test_resume_processes_only_changes_and_equals_a_fresh_run(spark, tmp_path):
+    images = copy_subset(tmp_path / "images", train=5, test=2)
+    resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
+    run(RunConfig(input=str(images), output=str(resumed)), spark)
+    deleted = sorted((images / "Training" / "Kiwi").glob("*.jpg"))[0]
+    deleted.unlink()
+    changed = sorted((images / "Training" / "Lemon").glob("*.jpg"))[0]
+    shutil.copyfile(sorted((FRUITS / "Training" / "Kiwi").glob("*.jpg"))[-1], changed)
+    new_folder = images / "Training" / "Strawberry"
+    new_folder.mkdir()
+    for image in sorted((FRUITS / "Training" / "Strawberry").glob("*.jpg"))[:2]:
+        shutil.copy2(image, new_folder / image.name)
+
+    summary = run(RunConfig(input=str(images), output=str(resumed), resume=True), spark)
+    run(RunConfig(input=str(images), output=str(fresh)), spark)
+
+    assert summary["images"]["processed_this_run"] == 3
+    assert summary["images"]["reused_from_previous_run"] == summary["images"]["listed"] - 3
+    after, expected = _rows(resumed), _rows(fresh)
+    assert sorted(after) == sorted(expected)
+    assert f"file:{deleted}" not in after
+    for path, row in expected.items():
+        assert after[path]["size"] == row["size"]
+        np.testing.assert_allclose(after[path]["features"], row["features"], atol=1e-5)
+        np.testing.assert_allclose(np.abs(after[path]["pca"]), np.abs(row["pca"]), atol=1e-4)
+
+
+def test_resume_refuses_another_descriptor(spark, first_run, subset):
+    from dataclasses import replace
+
+    output, _ = first_run
+    config = RunConfig(input=str(subset), output=str(output), resume=True)
+    config = replace(config, featurize=replace(config.featurize, descriptor="cnn"))
+    with pytest.raises(OutputError, match="cannot resume"):
+        run(config, spark)
+
+
+def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path, monkeypatch):
+    tracker = spark.sparkContext.statusTracker()
+
+    def failed_tasks() -> int:
+        return sum(
+            stage.numFailedTasks
+            for job in tracker.getJobIdsForGroup("featurize")
+            for stage in map(tracker.getStageInfo, tracker.getJobInfo(job).stageIds)
+            if stage
+        )
+
+    before = failed_tasks()
+    monkeypatch.setenv(FAULT_ENV, "0")
+    summary = run(
+        RunConfig(
+            input=str(subset),
+            output=str(tmp_path / "out"),
+            images_per_partition=12,
+            rows_per_arrow_batch=4,
+            report=False,
+        ),
+        spark,
+    )
+    assert failed_tasks() > before
+    rows = pq.read_table(tmp_path / "out" / "features", columns=["path"]).column("path")
+    assert len(rows) == len(set(rows.to_pylist())) == summary["images"]["listed"] == 48
+    assert summary["accounting"]["ok"] and summary["images"]["failed"] == 0
+
+
+def test_accounting_catches_missing_duplicated_and_unexpected_rows(spark, first_run):
+    output, _ = first_run
+    written = spark.read.parquet(str(output / "features")).select("path")
+    listed = written
+    assert account(listed, written)["ok"]
+    first = written.orderBy("path").limit(1)
+    doctored = (
+        written.exceptAll(first)  # one image lost
+        .unionByName(written.orderBy("path", ascending=False).limit(1))  # one written twice
+        .unionByName(spark.createDataFrame([("file:/nowhere.jpg",)], ["path"]))
+    )
+    result = account(listed, doctored)
+    assert not result["ok"]
+    assert (result["missing"], result["duplicated"], result["unexpected"]) == (1, 1, 1)
+
+
+def test_summary_file_matches_returned_summary(first_run):
+    output, summary = first_run
+    on_disk = json.loads((output / "summary.json").read_text())
+    assert on_disk["images"] == summary["images"]
+    assert on_disk["pca"]["k"] == summary["pca"]["k"]
