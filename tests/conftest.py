@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data in ../shared (never copied into the repo) and one Spark session."""
+"""Shared fixtures: real data from ../shared (never copied into the repo), one Spark session."""
 
 from __future__ import annotations
 

@@ -227,7 +227,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
     )
     for pair in scores["confused_pairs"][:5]:
-        print(f"  {pair['count']:>3} × {pair['true']} taken for {pair['predicted']}")
+        print(f"  {pair['count']:>3} x {pair['true']} taken for {pair['predicted']}")
     print(f"Details: {args.output}/evaluation.json  Report: {report}")
     return 0
 

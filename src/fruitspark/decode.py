@@ -8,12 +8,18 @@ Pillow's draft mode so that a 12 MP phone photo costs about what a thumbnail doe
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold: about 9500 x 9500 px
+
+
+EMPTY_FILE = "empty file (0 bytes)"
 
 
 class DecodeError(ValueError):
@@ -30,9 +36,9 @@ def decode_image(
     Anything that is not a readable image within ``max_pixels`` raises :class:`DecodeError`.
     """
     if not data:
-        raise DecodeError("empty file (0 bytes)")
+        raise DecodeError(EMPTY_FILE)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit_at_least(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
@@ -40,7 +46,7 @@ def decode_image(
                 raise DecodeError(
                     f"image too large: {width}x{height} px exceeds the cap of {max_pixels} pixels"
                 )
-            if min_side and image.format == "JPEG":
+            if min_side and image.format in ("JPEG", "MPO"):  # MPO: a phone JPEG + extra frames
                 image.draft("RGB", _draft_size(width, height, min_side))
             image.load()
     except DecodeError:
@@ -52,6 +58,30 @@ def decode_image(
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise DecodeError(f"corrupt or truncated image: {error}") from None
     return to_rgb(_upright(image))
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit_at_least(max_pixels: int) -> Iterator[None]:
+    """Lift Pillow's global bomb limit to ``max_pixels`` while decoding, if it is lower.
+
+    Pillow refuses anything above ``Image.MAX_IMAGE_PIXELS`` on its own, so a ``max_pixels`` above
+    its default would otherwise have no effect. The explicit check in :func:`decode_image` keeps
+    guarding memory. The default cap never touches the global.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or max_pixels <= limit:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels if previous is not None else None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _draft_size(width: int, height: int, min_side: int) -> tuple[int, int]:
@@ -73,6 +103,8 @@ def _upright(image: Image.Image) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if image.mode in ("RGB", "L") and "transparency" in image.info:
+        image = image.convert("RGBA")  # a PNG tRNS colour key: pixels of that colour are clear
     if image.mode == "RGB":
         return image
     if image.mode == "P":

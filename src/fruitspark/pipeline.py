@@ -17,12 +17,19 @@ from datetime import datetime, timezone
 import numpy as np
 
 from fruitspark import __version__
+from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
 from fruitspark.model import DEFAULT_MODEL, resolve_model
 from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import add_pca, export_parameters, fit_pca
-from fruitspark.sources import SourceError, partition_bytes, read_folder, read_manifest
+from fruitspark.sources import (
+    SourceError,
+    empty_images,
+    partition_bytes,
+    read_folder,
+    read_manifest,
+)
 from fruitspark.storage import Storage
 
 OUTPUT_COLUMNS = (
@@ -121,6 +128,10 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         listing = source.drop("content") if "content" in source.columns else source
         totals = listing.agg({"path": "count", "size": "sum"}).first()
         listed, total_bytes = int(totals[0]), int(totals[1] or 0)
+        empty = None if is_manifest(config.input) else empty_images(spark, listing, listed)
+        if empty is not None:
+            listing = listing.unionByName(empty)
+            listed += empty.count()
     if listed == 0:
         raise SourceError(f"no images found in {config.input} (looked for jpg, png, webp, bmp…)")
 
@@ -140,6 +151,8 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         fresh, model_loads = featurize(todo, spec, options)
         if previous is not None:
             fresh = fresh.unionByName(previous)
+        if empty is not None:
+            fresh = fresh.unionByName(_empty_rows(empty))
         featurize_partitions = fresh.rdd.getNumPartitions()
         fresh.write.parquet(featurized_uri)
     featurized = spark.read.parquet(featurized_uri)
@@ -257,6 +270,19 @@ def _changed(listing, previous, partitions: int):
 
     todo = listing.join(previous.select("path"), "path", "left_anti")
     return todo.repartition(max(1, partitions * 2), F.col("path"))
+
+
+def _empty_rows(empty):
+    """Error rows for zero-byte images, in the featurised rows' schema."""
+    from pyspark.sql import functions as F
+
+    return empty.select(
+        "*",
+        F.lit(None).cast("int").alias("width"),
+        F.lit(None).cast("int").alias("height"),
+        F.lit(None).cast("array<float>").alias("features"),
+        F.lit(EMPTY_FILE).alias("error"),
+    )
 
 
 def _write_csv(written, uri: str, k: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from urllib.parse import urlparse
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
@@ -81,6 +82,32 @@ def read_folder(spark, root: str):
         label_expr().alias("label"),
         split_expr().alias("split"),
         "content",
+    )
+
+
+def empty_images(spark, folder_frame, listed: int):
+    """Listing rows of the zero-byte images, which Spark's file scan drops without a word.
+
+    The folder's file index still holds them: only when it counts more files than the scan
+    listed are its paths fetched and compared, so that each empty file gets an error row.
+    """
+    from urllib.parse import unquote
+
+    from pyspark.sql import functions as F
+
+    indexed = folder_frame._jdf.inputFiles()  # a JVM array: its length costs one call
+    if len(indexed) == listed:
+        return None
+    # The index gives URIs ("file:///a%20b"); the scan gives Hadoop paths ("file:/a b").
+    as_paths = [(re.sub(r"^(\w+):///", r"\1:/", unquote(uri)),) for uri in indexed]
+    paths = spark.createDataFrame(as_paths, "path string")
+    missing = paths.join(folder_frame.select("path"), "path", "left_anti")
+    return missing.select(
+        "path",
+        F.lit(0).cast("long").alias("size"),
+        F.lit(None).cast("timestamp").alias("modified"),
+        label_expr().alias("label"),
+        split_expr().alias("split"),
     )
 
 

@@ -1,0 +1,64 @@
+"""The command line: readable help, and one clear line with a non-zero exit for bad arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fruitspark.cli import main
+
+
+def _cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fruitspark.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_lists_the_commands():
+    result = _cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "demo", "evaluate", "predict", "report", "cloud"):
+        assert command in result.stdout
+
+
+def test_run_help_explains_the_options():
+    result = _cli("run", "--help")
+    assert result.returncode == 0
+    for option in ("--pca-k", "--pca-variance", "--csv", "--overwrite", "--resume", "--model"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "/no/such/folder", "/tmp/out"], "input not found: /no/such/folder"),
+        (["run", ".", "/tmp/out", "--model", "resnet9000"], "unknown model 'resnet9000'"),
+        (["run", ".", "/tmp/out", "--model", "/no/model.onnx"], "model file not found"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line(args, message):
+    result = _cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"fruitspark: error: {lines[0].removeprefix('fruitspark: error: ')}"]
+    assert message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_existing_output_fails_in_one_line_without_java_trace(spark, subset, tmp_path, capsys):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "summary.json").write_text("{}")
+    assert main(["run", str(subset), str(output)]) == 2
+    error = capsys.readouterr().err
+    assert "already holds results: use --overwrite" in error
+    assert "at org.apache" not in error and "Traceback" not in error
+
+
+def test_bad_option_value_is_an_argparse_error():
+    result = _cli("run", "a", "b", "--pca-variance", "1.5")
+    assert result.returncode == 2 and "must be in (0, 1]" in result.stderr
