@@ -62,3 +62,19 @@ def test_existing_output_fails_in_one_line_without_java_trace(spark, subset, tmp
 def test_bad_option_value_is_an_argparse_error():
     result = _cli("run", "a", "b", "--pca-variance", "1.5")
     assert result.returncode == 2 and "must be in (0, 1]" in result.stderr
+
+
+def test_cloud_plan_passes_what_follows_the_double_dash_to_the_job(tmp_path, capsys):
+    wheel = tmp_path / "fruitspark-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    argv = ["cloud", "plan", "s3://b/in", "s3://b/out", "--bucket", "b", "--wheel", str(wheel)]
+    assert main([*argv, "--", "--pca-k", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "eu-west-3" in printed and "run s3://b/in s3://b/out" in printed
+    assert "--pca-k 50" in printed and "USD" in printed
+
+
+def test_double_dash_is_refused_outside_cloud(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "out", "x.jpg", "--", "--oops"])
+    assert exit_info.value.code == 2 and "unexpected arguments after --" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fruitspark import __version__
+from fruitspark.cloud.cli import add_cloud_commands, command_cloud
 from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
 from fruitspark.model import DEFAULT_MODEL
 
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("output")
     _add_master(report)
 
+    add_cloud_commands(commands)
     return parser
 
 
@@ -283,11 +285,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "report": command_report,
+    "cloud": command_cloud,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        argv, passthrough = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if passthrough and args.command != "cloud":
+        parser.error(f"unexpected arguments after --: {' '.join(passthrough)}")
+    args.passthrough = passthrough
     handler = COMMANDS[args.command]
     try:
         return handler(args)

@@ -307,7 +307,10 @@ def report_table(written):
     total = good.count()
     if total > REPORT_SAMPLE:
         good = good.sample(fraction=min(1.0, 1.2 * REPORT_SAMPLE / total), seed=7)
-    return good.select(*columns).limit(REPORT_SAMPLE).unionByName(failed).toArrow()
+    import pyarrow as pa
+
+    rows = good.select(*columns).limit(REPORT_SAMPLE).unionByName(failed).toPandas()
+    return pa.Table.from_pandas(rows, preserve_index=False)
 
 
 def _stage_report(storage: Storage, staging: str, summary: dict, written) -> None:

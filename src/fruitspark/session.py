@@ -24,6 +24,9 @@ def spark_session(master: str | None = None, *, app_name: str = "fruitspark", co
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
+    if master is None and os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Launched by spark-submit: master, Python and resources are the cluster's to choose.
+        return SparkSession.builder.appName(app_name).getOrCreate()
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master or os.environ.get("FRUITSPARK_MASTER", DEFAULT_MASTER))

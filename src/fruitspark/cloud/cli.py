@@ -1,0 +1,145 @@
+"""``fruitspark cloud plan|sync|run|status|logs|down``: arguments over the cloud functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fruitspark.cloud.config import DEFAULT_REGION, DEFAULT_RELEASE_LABEL, ClusterConfig
+
+
+def add_cloud_commands(commands) -> None:
+    cloud = commands.add_parser(
+        "cloud",
+        help="run on AWS EMR in an EU region (plan, sync, run, status, logs, down)",
+        epilog="plan and run pass what follows -- to `fruitspark run` on the cluster.",
+        description="AWS EMR in an EU region. Credentials come only from boto3's standard chain "
+        "(AWS_PROFILE, SSO, instance role); nothing prints or stores them.",
+    )
+    actions = cloud.add_subparsers(dest="cloud_command", required=True, metavar="ACTION")
+
+    for name, text in (
+        ("plan", "print every resource a run would create and its hourly cost (no AWS call)"),
+        ("run", "create the bucket and an EMR cluster, run the job, fetch summary and report"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("input", help="s3:// image folder or manifest (.parquet/.csv)")
+        action.add_argument("output", help="s3:// output location")
+        action.add_argument("--bucket", required=True, help="work bucket (EU, created if absent)")
+        action.add_argument("--wheel", type=Path, required=True, help="fruitspark wheel to ship")
+        action.add_argument("--model", type=Path, help="an .onnx model (default: built-in)")
+        _cluster_options(action)
+        if name == "run":
+            action.add_argument("--no-wait", action="store_true", help="start and return")
+            action.add_argument("--poll", type=float, default=30.0, help="seconds between polls")
+            action.add_argument("--timeout", type=float, default=43200.0)
+            action.add_argument("--results", type=Path, help="where to download the results")
+
+    sync = actions.add_parser("sync", help="upload an image folder to S3, skipping unchanged files")
+    sync.add_argument("local_dir")
+    sync.add_argument("s3_uri")
+    sync.add_argument(
+        "--manifest", help="also write a manifest (.parquet or .csv) to this s3:// URI"
+    )
+    sync.add_argument("--workers", type=int, default=8)
+    sync.add_argument("--region", default=DEFAULT_REGION)
+
+    for name, text in (
+        ("status", "cluster and step states"),
+        ("logs", "fetch the step's logs and print their tail"),
+        ("down", "terminate the cluster now"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("cluster_id")
+        action.add_argument("--region", default=DEFAULT_REGION)
+        if name == "logs":
+            action.add_argument("--step", help="step id (default: the newest)")
+            action.add_argument("--save", type=Path, help="folder to save the logs in")
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", default=DEFAULT_REGION, help="EU region (default %(default)s)")
+    parser.add_argument("--release-label", default=DEFAULT_RELEASE_LABEL)
+    parser.add_argument("--master-type", default="m5.xlarge")
+    parser.add_argument("--core-type", default="m5.xlarge")
+    parser.add_argument("--core-count", type=int, default=2)
+    parser.add_argument("--spot", action="store_true", help="core nodes on Spot")
+    parser.add_argument("--idle-timeout", type=int, default=3600, help="seconds, auto-termination")
+    parser.add_argument("--keep-alive", action="store_true", help="keep the cluster after the step")
+    parser.add_argument("--kms-key", help="SSE-KMS key for the bucket (default SSE-S3)")
+    parser.add_argument("--subnet")
+    parser.add_argument("--security-configuration")
+    parser.add_argument("--service-role", default="EMR_DefaultRole")
+    parser.add_argument("--instance-profile", default="EMR_EC2_DefaultRole")
+
+
+def _config(args: argparse.Namespace) -> ClusterConfig:
+    return ClusterConfig(
+        bucket=args.bucket,
+        region=args.region,
+        release_label=args.release_label,
+        master_type=args.master_type,
+        core_type=args.core_type,
+        core_count=args.core_count,
+        core_spot=args.spot,
+        idle_timeout_s=args.idle_timeout,
+        keep_alive=args.keep_alive,
+        service_role=args.service_role,
+        instance_profile=args.instance_profile,
+        kms_key_id=args.kms_key,
+        subnet_id=args.subnet,
+        security_configuration=args.security_configuration,
+    )
+
+
+def _run_args(args: argparse.Namespace) -> list[str]:
+    """What follows ``--`` on the command line: options of ``fruitspark run`` on the cluster."""
+    return list(args.passthrough)
+
+
+def command_cloud(args: argparse.Namespace) -> int:
+    from fruitspark import cloud
+
+    action = args.cloud_command
+    if action == "plan":
+        print(
+            cloud.plan(
+                _config(args), args.input, args.output, _run_args(args),
+                wheel_path=args.wheel, model_path=args.model,
+            ).render()
+        )  # fmt: skip
+    elif action == "sync":
+        result = cloud.sync(
+            args.local_dir,
+            args.s3_uri,
+            workers=args.workers,
+            manifest_uri=args.manifest,
+            region=args.region,
+            progress=lambda done, total: print(f"\r{done}/{total} files", end="", file=sys.stderr),
+        )
+        print(
+            f"\n{len(result.uploaded)} uploaded, {len(result.skipped)} unchanged"
+            + (f"; manifest {result.manifest_uri}" if result.manifest_uri else "")
+        )
+    elif action == "run":
+        result = cloud.run(
+            _config(args), args.input, args.output, _run_args(args),
+            wheel_path=args.wheel, model_path=args.model, wait=not args.no_wait,
+            poll_s=args.poll, timeout_s=args.timeout, results_dir=args.results,
+            on_state=lambda p: print(
+                f"{p.elapsed_s:7.0f} s  cluster {p.cluster_state}  step {p.step_state}",
+                file=sys.stderr,
+            ),
+        )  # fmt: skip
+        print(f"cluster {result.cluster_id} step {result.step_id}: {result.state}")
+        for path in result.results:
+            print(f"  {path}")
+    elif action == "status":
+        print(cloud.status(args.cluster_id, region=args.region).render())
+    elif action == "logs":
+        found = cloud.logs(args.cluster_id, args.step, region=args.region, dest_dir=args.save)
+        print(found.tail())
+    elif action == "down":
+        print(f"{args.cluster_id}: {cloud.down(args.cluster_id, region=args.region)}")
+    return 0
