@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -84,7 +85,7 @@ def test_pca_of_predict_equals_the_batch_pca(evaluated, subset):
     output, _ = evaluated
     row = pq.read_table(output / "features").to_pylist()[0]
     spec = resolve_model()
-    session = new_session(open(spec.path, "rb").read(), threads=1)
+    session = new_session(Path(spec.path).read_bytes(), threads=1)
     with open(row["path"].removeprefix("file:"), "rb") as stream:
         (result,) = describe_images([stream.read()], session, spec, FeaturizeOptions())
     np.testing.assert_allclose(result.features, row["features"], atol=1e-5)

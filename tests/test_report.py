@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
@@ -121,6 +122,17 @@ def _summary(root: Path, table: pa.Table, accounting_ok: bool = True) -> dict:
         "throughput_images_per_s": 3.7,
         "spark": {"master": "local[4]", "version": "4.0.1"},
         "labels": {label: PER_LABEL for label in LABELS},
+        "class_counts": [
+            {"label": label, "split": split, "failed": failed, "count": count}
+            for (label, split, failed), count in Counter(
+                zip(
+                    table["label"].to_pylist(),
+                    table["split"].to_pylist(),
+                    table["error"].is_valid().to_pylist(),
+                    strict=True,
+                )
+            ).items()
+        ],
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -175,13 +176,22 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         if config.csv:
             _write_csv(written, storage.uri(f"{staging}/{CSV}"), fit.k)
 
+    from pyspark.sql import functions as F
+
     with stages.time("account"):
         accounting = account(listing, written)
         errors = (
             written.where("error IS NOT NULL").groupBy("error").count().orderBy("count").collect()
         )
-        labels = written.groupBy("label").count().collect()
+        classes = (
+            written.groupBy("label", "split", F.col("error").isNotNull().alias("failed"))
+            .count()
+            .collect()
+        )
     failed = sum(row["count"] for row in errors)
+    per_label: Counter = Counter()
+    for row in classes:
+        per_label[row["label"]] += row["count"]
     finished_at = datetime.now(timezone.utc)
     summary = {
         "fruitspark_version": __version__,
@@ -231,7 +241,8 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             "version": spark.version,
             "app_id": context.applicationId,
         },
-        "labels": {row["label"]: row["count"] for row in labels},
+        "labels": dict(sorted(per_label.items())),
+        "class_counts": [row.asDict() for row in classes],
     }
     parts = [FEATURES, PCA_MODEL, PCA_NPZ, *([CSV] if config.csv else [])]
     if config.report:

@@ -100,7 +100,7 @@ def render_report(
     scatter = _scatter_figure(features, explained)
     if scatter is not None:
         figures["chart-scatter"], notes["scatter"] = scatter
-    classes = _class_figure(features)
+    classes = _class_figure(summary["class_counts"])
     if classes is not None:
         figures["chart-classes"] = classes
 
@@ -251,18 +251,19 @@ def _scatter_figure(features: pa.Table, explained: list[float]) -> tuple[go.Figu
     return figure, note
 
 
-def _class_figure(features: pa.Table) -> go.Figure | None:
-    """Images per class, stacked by split, failures in red, biggest classes first."""
-    if features.num_rows == 0:
+def _class_figure(class_counts: list[dict[str, Any]]) -> go.Figure | None:
+    """Images per class, stacked by split, failures in red, biggest classes first.
+
+    The counts come from the summary, exact for any run size (the table is only a sample).
+    """
+    if not class_counts:
         return None
-    labels = features["label"].to_pylist()
-    splits = features["split"].to_pylist()
-    failed = features["error"].is_valid().to_pylist()
-    counts = Counter(
-        (label, "failed" if bad else (split or "unsplit"))
-        for label, split, bad in zip(labels, splits, failed, strict=True)
-    )
-    totals = Counter(labels)
+    counts: Counter = Counter()
+    totals: Counter = Counter()
+    for item in class_counts:
+        series = "failed" if item["failed"] else (item["split"] or "unsplit")
+        counts[(item["label"], series)] += item["count"]
+        totals[item["label"]] += item["count"]
     order = sorted(totals, key=lambda label: (-totals[label], label.casefold(), label))
     present = {name for _, name in counts}
     series = sorted(present - {"failed"}) + sorted(present & {"failed"})
