@@ -176,3 +176,45 @@ def test_summary_file_matches_returned_summary(first_run):
     on_disk = json.loads((output / "summary.json").read_text())
     assert on_disk["images"] == summary["images"]
     assert on_disk["pca"]["k"] == summary["pca"]["k"]
+
+
+def test_killed_run_leaves_no_complete_looking_output_and_no_secret(subset, tmp_path):
+    """SIGKILL mid-run: no summary.json; the next run names the partial output; secrets stay out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "out"
+    secret = "SECRETMARKER1234567890"
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": secret, "FRUITSPARK_TOKEN": secret}
+    command = [sys.executable, "-m", "fruitspark.cli", "run", str(subset), str(output)]
+    process = subprocess.Popen(
+        [*command, "--master", "local[2]"],
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not list(output.glob("_staging/*/featurized")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert output.exists() and not (output / "summary.json").exists()
+
+    rerun = subprocess.run([*command, "--master", "local[2]"], env=env, capture_output=True)
+    assert rerun.returncode == 2
+    assert b"partial result of an interrupted run" in rerun.stderr
+    finished = subprocess.run(
+        [*command, "--master", "local[2]", "--overwrite"], env=env, capture_output=True
+    )
+    assert finished.returncode == 0, finished.stderr.decode()
+    for text in (
+        finished.stdout,
+        finished.stderr,
+        (output / "summary.json").read_bytes(),
+        (output / "report.html").read_bytes(),
+    ):
+        assert secret.encode() not in text
