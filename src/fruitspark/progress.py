@@ -56,7 +56,7 @@ def watch(
             if interactive:
                 stream.write("\r" + line)
                 stream.flush()
-            elif total_images and (decile := 10 * done // total_images) > last_decile:
+            elif done and (decile := 10 * done // total_images) > last_decile:
                 last_decile = decile
                 stream.write(line + "\n")
                 stream.flush()
