@@ -1,0 +1,104 @@
+"""Model resolution: the default, any user ONNX file, clear errors, one session per process."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pyarrow.parquet as pq
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from fruitspark.featurize import FeaturizeOptions
+from fruitspark.model import (
+    IMAGENET,
+    ModelError,
+    ModelSpec,
+    cached_session,
+    embed,
+    new_session,
+    resolve_model,
+)
+from fruitspark.pipeline import RunConfig, run
+
+
+def tiny_onnx(path, channels: int = 4) -> np.ndarray:
+    """A user model: 1x1 conv to ``channels`` then global average pool, output N x C x 1 x 1."""
+    weights = np.random.default_rng(0).normal(size=(channels, 3, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["pixels", "w"], ["conv"]),
+            helper.make_node("GlobalAveragePool", ["conv"], ["pooled"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n", channels, 1, 1])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return weights[:, :, 0, 0]
+
+
+def test_default_model_is_efficientnet_lite0_with_its_normalisation():
+    spec = resolve_model()
+    assert (spec.model_id, spec.input_size, spec.feature_dim) == ("efficientnet_lite0", 224, 1280)
+    assert spec.normalisation.mean == (127.0, 127.0, 127.0)
+    assert len(spec.sha256) == 64
+
+
+def test_user_onnx_model_gets_imagenet_defaults_and_flattened_output(tmp_path):
+    weights = tiny_onnx(tmp_path / "tiny.onnx")
+    spec = resolve_model(str(tmp_path / "tiny.onnx"), input_size=32)
+    assert (spec.model_id, spec.feature_dim, spec.input_name) == ("tiny", 4, "pixels")
+    assert spec.normalisation == IMAGENET
+    pixels = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    session = new_session((tmp_path / "tiny.onnx").read_bytes(), threads=1)
+    expected = np.einsum("ck,nkhw->nc", weights, pixels) / (32 * 32)
+    np.testing.assert_allclose(embed(session, spec, pixels), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("resnet9000", "unknown model"), ("/no/such/model.onnx", "model file not found")],
+)
+def test_unusable_models_are_one_line_errors(name, message):
+    with pytest.raises(ModelError, match=message):
+        resolve_model(name)
+
+
+def test_missing_output_name_is_refused(tmp_path):
+    tiny_onnx(tmp_path / "tiny.onnx")
+    with pytest.raises(ModelError, match="has no output named 'nope'"):
+        resolve_model(str(tmp_path / "tiny.onnx"), output_name="nope")
+
+
+def test_session_is_created_once_per_process_and_model(tmp_path):
+    tiny_onnx(tmp_path / "tiny.onnx")
+    spec: ModelSpec = resolve_model(str(tmp_path / "tiny.onnx"), input_size=32)
+    loads: list[int] = []
+    sessions = {
+        id(cached_session(spec, 1, (tmp_path / "tiny.onnx").read_bytes, lambda: loads.append(1)))
+        for _ in range(5)
+    }
+    assert len(sessions) == 1 and loads == [1]
+
+
+def test_pipeline_runs_a_user_onnx_model(spark, subset, tmp_path):
+    tiny_onnx(tmp_path / "tiny.onnx")
+    summary = run(
+        RunConfig(
+            input=str(subset),
+            output=str(tmp_path / "out"),
+            model=str(tmp_path / "tiny.onnx"),
+            input_size=32,
+            pca_k=2,
+            report=False,
+            featurize=FeaturizeOptions(descriptor="cnn"),
+        ),
+        spark,
+    )
+    assert summary["model"]["id"] == "tiny" and summary["model"]["feature_dim"] == 4
+    rows = pq.read_table(tmp_path / "out" / "features", columns=["features", "pca"]).to_pylist()
+    assert len(rows) == 48
+    assert all(len(row["features"]) == 4 and len(row["pca"]) == 2 for row in rows)
