@@ -218,3 +218,19 @@ def test_killed_run_leaves_no_complete_looking_output_and_no_secret(subset, tmp_
         (output / "report.html").read_bytes(),
     ):
         assert secret.encode() not in text
+
+
+def test_manifest_input_reads_each_listed_image(spark, subset, tmp_path):
+    images = sorted(subset.rglob("*.jpg"))[:10]
+    manifest = tmp_path / "manifest.csv"
+    lines = ["path,label"] + [
+        f"{path},{'custom' if i == 0 else ''}" for i, path in enumerate(images)
+    ]
+    manifest.write_text("\n".join([*lines, f"{images[1]},"]) + "\n")  # a duplicate line
+    summary = run(RunConfig(input=str(manifest), output=str(tmp_path / "out"), pca_k=3), spark)
+    rows = _rows(tmp_path / "out")
+    assert sorted(rows) == sorted(str(path) for path in images)
+    assert summary["accounting"]["ok"] and summary["images"]["featurised"] == 10
+    assert rows[str(images[0])]["label"] == "custom"
+    assert rows[str(images[2])]["label"] == images[2].parent.name
+    assert rows[str(images[2])]["split"] in ("train", "test")

@@ -132,9 +132,9 @@ def read_manifest(spark, manifest: str, *, partitions: int):
     }
     columns = [F.col("path").cast("string").alias("path")]
     for name, default in defaults.items():
-        value = F.col(name).cast(default_type(name)) if name in frame.columns else default
-        columns.append(value.alias(name))
-    return frame.select(*columns).repartition(partitions)
+        given = F.col(name).cast(default_type(name)) if name in frame.columns else None
+        columns.append((default if given is None else F.coalesce(given, default)).alias(name))
+    return frame.select(*columns).dropDuplicates(["path"]).repartition(partitions)
 
 
 def default_type(name: str) -> str:
