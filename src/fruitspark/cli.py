@@ -321,5 +321,17 @@ def _one_line(error: BaseException) -> str:
     return text[:400]
 
 
+def entry_point() -> int:
+    """The ``fruitspark`` command: :func:`main`, then the Spark session it started is stopped."""
+    try:
+        return main()
+    finally:
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            session.stop()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

@@ -26,6 +26,7 @@ from fruitspark.progress import watch
 from fruitspark.reduce import add_pca, export_parameters, fit_pca
 from fruitspark.sources import (
     SourceError,
+    absolute_local,
     empty_images,
     partition_bytes,
     read_folder,
@@ -113,7 +114,8 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         **{
             **asdict(config.featurize),
             "threads": config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
-            "root": config.featurize.root or (None if is_manifest(config.input) else config.input),
+            "root": config.featurize.root
+            or (None if is_manifest(config.input) else absolute_local(config.input)),
         }
     )
     staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
@@ -157,6 +159,12 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         featurize_partitions = fresh.rdd.getNumPartitions()
         fresh.write.parquet(featurized_uri)
     featurized = spark.read.parquet(featurized_uri)
+    if featurized.where("features IS NOT NULL").limit(1).count() == 0:
+        reasons = [row["error"] for row in featurized.select("error").distinct().limit(3).collect()]
+        raise RunFailed(
+            f"no image of {config.input} could be featurised (e.g. {'; '.join(reasons)}); "
+            "nothing to reduce with PCA"
+        )
 
     with stages.time("pca"):
         fit = fit_pca(

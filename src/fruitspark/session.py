@@ -17,35 +17,49 @@ LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 
 def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
     """The active session, or a new one on ``master`` (default: local mode on every core)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
+    log_level = os.environ.get("FRUITSPARK_LOG_LEVEL")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if master is None and os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Launched by spark-submit: master, Python and resources are the cluster's to choose.
-        return SparkSession.builder.appName(app_name).getOrCreate()
+        session = SparkSession.builder.appName(app_name).getOrCreate()
+    else:
+        session = _local_builder(master, app_name, log_level, conf or {}).getOrCreate()
+    for key, value in SESSION_CONF.items():
+        session.conf.set(key, value)
+    session.sparkContext.setLogLevel(log_level or "ERROR")
+    return session
+
+
+SESSION_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def _local_builder(master: str | None, app_name: str, log_level: str | None, conf: dict):
+    """A session started here: executors run this very interpreter, Spark's logging is quiet."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master or os.environ.get("FRUITSPARK_MASTER", DEFAULT_MASTER))
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g"))
     )
-    log_level = os.environ.get("FRUITSPARK_LOG_LEVEL")
     if not log_level:
         quiet = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
         builder = builder.config("spark.driver.extraJavaOptions", quiet).config(
             "spark.executor.extraJavaOptions", quiet
         )
-    for key, value in (conf or {}).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(log_level or "ERROR")
-    return session
+    return builder

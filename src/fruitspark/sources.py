@@ -156,6 +156,11 @@ def partition_bytes(images: int, total_bytes: int, parallelism: int) -> tuple[in
     return images_per_partition(images, parallelism) * 2 * average, average
 
 
+def absolute_local(uri: str) -> str:
+    """A relative local path made absolute here, on the driver: executors run in other folders."""
+    return uri if "://" in uri or uri.startswith("file:") else os.path.abspath(uri)
+
+
 def is_inside(path: str, root: str) -> bool:
     """Whether a local image resolves inside ``root`` (symlinks followed); remote paths are."""
     local_path, local_root = local_path_of(path), local_path_of(root)
