@@ -25,7 +25,7 @@ class EvaluateOptions:
     """Chosen on a validation part of Training (benchmarks/quality.py), never on Test."""
 
     features: str = "pca"
-    reg_param: float = 1e-3
+    reg_param: float = 1.5e-5
     max_iter: int = 200
 
 
