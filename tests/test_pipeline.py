@@ -57,8 +57,8 @@ def test_every_image_is_featurised_once_with_label_and_split(first_run, subset):
 def test_model_is_loaded_once_per_python_worker(first_run):
     _, summary = first_run
     settings = summary["settings"]
-    assert settings["featurize_partitions"] >= 4
-    assert 1 <= settings["model_loads"] <= settings["parallelism"]
+    # Workers outlive jobs: a session cached by an earlier run in this process counts 0 here.
+    assert settings["model_loads"] <= settings["parallelism"] < settings["featurize_partitions"]
 
 
 def test_csv_has_label_and_pca_matrix(first_run):
