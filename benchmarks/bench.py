@@ -1,0 +1,1775 @@
+"""Speed and memory of fruitspark on this machine, measured in one run, written to BENCHMARKS.md.
+
+    python benchmarks/bench.py --data ../shared/data/fruits360-sample \
+        --photos ../shared/data/photos --out BENCHMARKS.md [--quick]
+
+What it measures (``--quick`` skips the naive baseline and the 50k-image load):
+
+- ceiling: the bare model (``new_session`` + ``embed``) on pre-decoded 224 px tensors outside
+  Spark, for 1-2 processes x 1-2 ORT threads x batch 1-32; three windows per layout, median;
+- decode: ``decode_image`` + ``resize_square`` + ``to_tensor`` + ``colour_histogram`` per core;
+- Python work without Spark: ``describe_images`` (what a task runs) in two processes;
+- end to end: ``fruitspark run`` in ``local[2]`` in a fresh JVM on the whole sample, with the peak
+  RSS and CPU time of the driver JVM, the driver Python and each Python worker (``/proc``, 0.5 s);
+- scaling (~1k, ~4k, all images), tuning knobs (~2k images), 5k vs 50k images (hard links);
+- naive: the textbook Iterator pandas UDF over ``binaryFile`` with default Spark settings;
+- reduced-size JPEG decoding (draft mode) against full decoding: time and CNN-feature cosine;
+- PCA: ``fit_pca`` on 100k x 1280 synthetic features in ``local[2]``.
+
+Results also go to ``/tmp/fruitspark-bench/results.json``; ``--render-only FILE`` rewrites the
+Markdown from such a file without measuring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fruitspark.decode import decode_image
+from fruitspark.featurize import FeaturizeOptions, describe_images
+from fruitspark.model import ModelSpec, embed, new_session, resolve_model
+from fruitspark.preprocess import colour_histogram, resize_square, to_tensor
+from fruitspark.sources import images_per_partition
+
+WORK = Path("/tmp/fruitspark-bench")
+LOAD_ROOT = Path("/tmp/fruitspark-50k")
+MASTER = "local[2]"
+CORES = 2  # the layout benchmarked: local[2], two Python workers
+CEILING_PROCESSES = (1, 2)
+CEILING_THREADS = (1, 2)
+CEILING_BATCHES = (1, 4, 8, 16, 32)
+WINDOWS = 3  # every short measurement is repeated (or windowed) three times; medians reported
+PIPELINE_BATCH = FeaturizeOptions.batch_size
+PIPELINE_ROWS = 64  # RunConfig.rows_per_arrow_batch
+RESULT_MARK = "BENCH_RESULT "
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+PCA_RANK = 64  # synthetic features: a rank-64 signal plus noise, so k at 95 % is meaningful
+TUNING = (  # name, extra CLI arguments
+    ("defaults (batch 8, 64 rows/Arrow batch, auto partitions)", ()),
+    ("--batch-size 1", ("--batch-size", "1")),
+    ("--batch-size 32", ("--batch-size", "32")),
+    ("--rows-per-arrow-batch 16", ("--rows-per-arrow-batch", "16")),
+    ("--rows-per-arrow-batch 1024", ("--rows-per-arrow-batch", "1024")),
+    ("--images-per-partition 100", ("--images-per-partition", "100")),
+    ("--threads-per-task 2 (4 threads on 2 cores)", ("--threads-per-task", "2")),
+)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def log(message: str) -> None:
+    stamp = datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp} load {os.getloadavg()[0]:.2f}] {message}", flush=True)
+
+
+def sample_files(root: Path) -> list[Path]:
+    """Every image under ``root``, relative to it, in a fixed order."""
+    return sorted(
+        path.relative_to(root)
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def class_subset(files: list[Path], target: int) -> list[Path]:
+    """Whole classes (both splits), in name order, until at least ``target`` images."""
+    by_class: dict[str, list[Path]] = {}
+    for path in files:
+        by_class.setdefault(path.parts[-2], []).append(path)
+    chosen: list[Path] = []
+    for name in sorted(by_class):
+        if len(chosen) >= target:
+            break
+        chosen += by_class[name]
+    return sorted(chosen)
+
+
+def spread(files: list[Path], count: int) -> list[Path]:
+    """``count`` files evenly spaced over the list (all classes represented)."""
+    if count >= len(files):
+        return list(files)
+    return [files[(index * len(files)) // count] for index in range(count)]
+
+
+def link_tree(source: Path, files: list[Path], target: Path, total: int | None = None) -> int:
+    """Hard-link ``files`` under ``target`` (as ``c<copy>/<relative path>`` when copies are needed
+    to reach ``total`` distinct paths); hard links take no disk space and are not symlinks."""
+    shutil.rmtree(target, ignore_errors=True)
+    total = total or len(files)
+    copies = math.ceil(total / len(files))
+    made = 0
+    for copy in range(copies):
+        for relative in files:
+            if made >= total:
+                return made
+            destination = target / (f"c{copy}" if copies > 1 else "") / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source / relative, destination)
+            made += 1
+    return made
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("FRUITSPARK_MASTER", "FRUITSPARK_LOG_LEVEL", "FRUITSPARK_TEST_KILL_PARTITION"):
+        env.pop(name, None)
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    return env
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory and CPU of a process tree, from /proc
+# ----------------------------------------------------------------------------------------------
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used since boot (from /proc/stat)."""
+    fields = (_read("/proc/stat") or "cpu 0").splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    stat = _read(f"/proc/{pid}/stat") or ""
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def _kb_field(text: str | None, name: str) -> int | None:
+    for line in (text or "").splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
+    return None
+
+
+class ProcessMonitor:
+    """Peak RSS/PSS and CPU seconds of every process under ``root`` (itself included).
+
+    Only descendants of ``root`` are looked at, so other Spark jobs on the machine never count.
+    Roles: the root is the driver Python; ``java`` the driver JVM (also the executor in local
+    mode); ``pyspark.daemon`` the worker factory; its forked children the Python workers.
+    """
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, root: int, every: float = 0.5) -> None:
+        self.root, self.every = root, every
+        self.processes: dict[int, dict] = {}
+        self.peak_total_rss_mb = 0.0
+        # (time, CPU s by role, machine-wide busy CPU s): what others used is the difference
+        self.timeline: list[tuple[float, dict[str, float], float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-monitor", daemon=True)
+
+    def __enter__(self) -> ProcessMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception as error:  # a vanished process mid-read must not stop the sampling
+                print(f"monitor: {error}", file=sys.stderr)
+            if self._stop.wait(self.every):
+                return
+
+    def sample(self) -> None:
+        children: dict[int, list[int]] = {}
+        stats: dict[int, list[str]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            stat = _read(f"/proc/{entry}/stat")
+            if not stat:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            stats[int(entry)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        tree, queue = [], [self.root]
+        while queue:
+            pid = queue.pop()
+            if pid in stats:
+                tree.append(pid)
+                queue += children.get(pid, [])
+        total = 0.0
+        for pid in tree:
+            rss = _kb_field(_read(f"/proc/{pid}/status"), "VmRSS:")
+            if rss is None:
+                continue
+            pss = _kb_field(_read(f"/proc/{pid}/smaps_rollup"), "Pss:")
+            fields = stats[pid]
+            cpu = (int(fields[11]) + int(fields[12])) / self.TICK
+            entry = self.processes.setdefault(
+                pid, {"role": "other", "max_rss_mb": 0.0, "max_pss_mb": 0.0, "cpu_s": 0.0}
+            )
+            if entry["role"] == "other":  # spark-submit's shell execs java under the same pid
+                entry["role"] = self._role(pid, int(fields[1]))
+            entry["max_rss_mb"] = max(entry["max_rss_mb"], rss / 1024)
+            entry["max_pss_mb"] = max(entry["max_pss_mb"], (pss or 0) / 1024)
+            entry["cpu_s"] = max(entry["cpu_s"], cpu)
+            total += rss / 1024
+        self.peak_total_rss_mb = max(self.peak_total_rss_mb, total)
+        cpu_by_role: dict[str, float] = {}
+        for entry in self.processes.values():
+            cpu_by_role[entry["role"]] = cpu_by_role.get(entry["role"], 0.0) + entry["cpu_s"]
+        if self.root != os.getpid():  # this benchmark's own CPU (the sampling) is not "others"
+            cpu_by_role["benchmark"] = time.process_time()
+        self.timeline.append((time.monotonic(), cpu_by_role, machine_busy_s()))
+
+    def _role(self, pid: int, parent: int) -> str:
+        if pid == self.root:
+            return "driver python"
+        command = (_read(f"/proc/{pid}/cmdline") or "").split("\0")
+        parent_command = _read(f"/proc/{parent}/cmdline") or ""
+        text = " ".join(command)
+        if command and os.path.basename(command[0]) == "java":
+            # spark-class first runs a small launcher JVM that prints the real command
+            return "other" if "org.apache.spark.launcher.Main" in text else "driver JVM"
+        if "pyspark.daemon" in text:
+            return "python worker" if "pyspark.daemon" in parent_command else "python daemon"
+        if "pyspark.worker" in text:
+            return "python worker"
+        return "other"
+
+    def summary(self) -> dict:
+        roles: dict[str, dict] = {}
+        for entry in self.processes.values():
+            role = roles.setdefault(
+                entry["role"], {"count": 0, "max_rss_mb": 0.0, "max_pss_mb": 0.0, "cpu_s": 0.0}
+            )
+            role["count"] += 1
+            role["max_rss_mb"] = round(max(role["max_rss_mb"], entry["max_rss_mb"]), 1)
+            role["max_pss_mb"] = round(max(role["max_pss_mb"], entry["max_pss_mb"]), 1)
+            role["cpu_s"] = round(role["cpu_s"] + entry["cpu_s"], 1)
+        workers = sorted(
+            (
+                round(e["max_rss_mb"], 1)
+                for e in self.processes.values()
+                if e["role"] == "python worker"
+            ),
+            reverse=True,
+        )
+        return {
+            "roles": roles,
+            "worker_rss_mb": workers,
+            "peak_total_rss_mb": round(self.peak_total_rss_mb, 1),
+            "worker_window": self.worker_window(),
+            "others_cores": self.others_cores(self.timeline),
+        }
+
+    @staticmethod
+    def others_cores(timeline: list) -> float | None:
+        """Cores used on average by processes outside the monitored tree (the machine is shared)."""
+        if len(timeline) < 2:
+            return None
+        (t0, cpu0, busy0), (t1, cpu1, busy1) = timeline[0], timeline[-1]
+        ours = sum(cpu1.values()) - sum(cpu0.values())
+        return round(max(0.0, (busy1 - busy0) - ours) / max(t1 - t0, 1e-9), 2)
+
+    def worker_window(self) -> dict | None:
+        """CPU s by role while the Python workers were busy (first seen to last CPU tick):
+        the featurize stage, the only one that runs Python on the executors."""
+        indices = [
+            index
+            for index, (_, cpu, _) in enumerate(self.timeline)
+            if cpu.get("python worker", 0.0) > 0
+        ]
+        if not indices:
+            return None
+        last = max(self.timeline[index][1]["python worker"] for index in indices)
+        end = next(i for i in indices if self.timeline[i][1]["python worker"] >= last)
+        window = self.timeline[max(0, indices[0] - 1) : end + 1]
+        (start_time, before, _), (end_time, after, _) = window[0], window[-1]
+        return {
+            "seconds": round(end_time - start_time, 2),
+            "cpu_s": {
+                role: round(after.get(role, 0.0) - before.get(role, 0.0), 1)
+                for role in sorted(set(after) | set(before))
+            },
+            "others_cores": self.others_cores(window),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Persistent benchmark worker processes (ceiling, Python work without Spark)
+# ----------------------------------------------------------------------------------------------
+
+
+def _pool_worker(conn, spec: ModelSpec, tensors_file: str) -> None:
+    """Serve timing requests; sessions are cached per thread count, as in a Spark worker."""
+    model_bytes = Path(spec.path).read_bytes()
+    tensors = np.load(tensors_file)
+    sessions: dict[int, object] = {}
+    arrays: list[np.ndarray] = []
+    batch = 1
+    session = None
+    contents: list[bytes] = []
+
+    def session_for(threads: int):
+        if threads not in sessions:
+            sessions[threads] = new_session(model_bytes, threads)
+        return sessions[threads]
+
+    while True:
+        message = conn.recv()
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "prepare":  # ("prepare", threads, batch): session + batches + warm-up
+            _, threads, batch = message
+            session = session_for(threads)
+            arrays = [
+                np.ascontiguousarray(tensors[start : start + batch])
+                for start in range(0, len(tensors) - batch + 1, batch)
+            ]
+            for array in arrays[:2]:
+                embed(session, spec, array)
+            conn.send("ready")
+        elif kind == "infer":  # ("infer", start, duration): batches until start + duration
+            _, start, duration = message
+            time.sleep(max(0.0, start - time.monotonic()))
+            records = []
+            index = 0
+            while (begin := time.monotonic()) < start + duration:
+                embed(session, spec, arrays[index % len(arrays)])
+                records.append((begin, time.monotonic(), batch))
+                index += 1
+            conn.send(records)
+        elif kind == "load":  # ("load", paths): image bytes into memory
+            contents = [Path(path).read_bytes() for path in message[1]]
+            conn.send("ready")
+        elif kind == "describe":  # ("describe", batch, threads, rows, start): as a task does
+            _, batch_size, threads, rows, start = message
+            options = FeaturizeOptions(batch_size=batch_size, threads=threads)
+            session = session_for(threads)
+            describe_images(contents[:rows], session, spec, options)  # warm-up
+            time.sleep(max(0.0, start - time.monotonic()))
+            begin = time.monotonic()
+            for offset in range(0, len(contents), rows):
+                describe_images(contents[offset : offset + rows], session, spec, options)
+            conn.send((begin, time.monotonic(), len(contents)))
+
+
+class Pool:
+    """Two spawned processes that run timed requests started at the same instant."""
+
+    def __init__(self, spec: ModelSpec, tensors_file: Path, size: int = CORES) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connections, self.processes = [], []
+        for _ in range(size):
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_pool_worker, args=(child, spec, str(tensors_file)), daemon=True
+            )
+            process.start()
+            self.connections.append(parent)
+            self.processes.append(process)
+
+    def ask(self, count: int, message: tuple) -> list:
+        for connection in self.connections[:count]:
+            connection.send(message)
+        return [connection.recv() for connection in self.connections[:count]]
+
+    def cpu_s(self) -> float:
+        return sum(process_cpu_s(process.pid) for process in self.processes)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.send(("stop",))
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+
+
+def window_rates(records: list[list[tuple]], start: float, duration: float) -> list[float]:
+    """Images/s in each of WINDOWS equal windows; a batch counts pro rata of its overlap."""
+    edges = [start + duration * index / WINDOWS for index in range(WINDOWS + 1)]
+    rates = []
+    for low, high in itertools.pairwise(edges):
+        done = 0.0
+        for worker in records:
+            for begin, end, count in worker:
+                overlap = max(0.0, min(end, high) - max(begin, low))
+                done += count * overlap / max(end - begin, 1e-9)
+        rates.append(done / (high - low))
+    return rates
+
+
+def make_tensors(data: Path, files: list[Path], spec: ModelSpec, count: int = 64) -> Path:
+    tensors = [
+        to_tensor(
+            resize_square(decode_image((data / path).read_bytes(), min_side=spec.input_size), 224),
+            spec.normalisation,
+        )
+        for path in spread(files, count)
+    ]
+    target = WORK / "tensors.npy"
+    np.save(target, np.stack(tensors))
+    return target
+
+
+def bench_ceiling(pool: Pool, seconds: float) -> dict:
+    rows = []
+    for processes in CEILING_PROCESSES:
+        for threads in CEILING_THREADS:
+            for batch in CEILING_BATCHES:
+                pool.ask(processes, ("prepare", threads, batch))
+                start = time.monotonic() + 0.2
+                busy, ours = machine_busy_s(), pool.cpu_s()
+                records = pool.ask(processes, ("infer", start, seconds))
+                others = (machine_busy_s() - busy - (pool.cpu_s() - ours)) / (seconds + 0.2)
+                rates = window_rates(records, start, seconds)
+                rows.append(
+                    {
+                        "processes": processes,
+                        "threads": threads,
+                        "batch": batch,
+                        "images_per_s": round(median(rates), 2),
+                        "windows": [round(rate, 2) for rate in rates],
+                        "others_cores": round(max(0.0, others), 2),
+                    }
+                )
+                log(f"ceiling {processes} proc x {threads} thr, batch {batch}: {median(rates):.1f}")
+    best = max(rows, key=lambda row: row["images_per_s"])
+    pipeline = next(
+        row
+        for row in rows
+        if (row["processes"], row["threads"], row["batch"]) == (CORES, 1, PIPELINE_BATCH)
+    )
+    return {"seconds_per_config": seconds, "rows": rows, "best": best, "pipeline_layout": pipeline}
+
+
+def bench_ceiling_check(pool: Pool, ceiling: dict, args: argparse.Namespace) -> dict:
+    """The best and the pipeline's layouts again, right after the end-to-end run: if the shared
+    machine got busier or quieter meanwhile, the two measurements disagree."""
+    check = {}
+    for name in ("best", "pipeline_layout"):
+        row = ceiling[name]
+        pool.ask(row["processes"], ("prepare", row["threads"], row["batch"]))
+        start = time.monotonic() + 0.2
+        records = pool.ask(row["processes"], ("infer", start, args.ceiling_seconds))
+        check[name] = round(median(window_rates(records, start, args.ceiling_seconds)), 2)
+        log(f"ceiling re-check {name}: {check[name]:.1f} (was {row['images_per_s']:.1f})")
+    return check
+
+
+def bench_python_work(pool: Pool, data: Path, files: list[Path], count: int) -> dict:
+    """describe_images (decode, preprocess, model, colour) in two processes: no Spark at all."""
+    chosen = spread(files, count)
+    halves = [chosen[index::CORES] for index in range(CORES)]
+    for connection, half in zip(pool.connections, halves, strict=True):
+        connection.send(("load", [str(data / path) for path in half]))
+    for connection in pool.connections:
+        connection.recv()
+    rates = []
+    for _ in range(WINDOWS):
+        start = time.monotonic() + 0.5
+        results = pool.ask(CORES, ("describe", PIPELINE_BATCH, 1, PIPELINE_ROWS, start))
+        rates.append(sum(r[2] for r in results) / (max(r[1] for r in results) - start))
+    log(f"python work without Spark: {median(rates):.1f} images/s")
+    return {
+        "images": len(chosen),
+        "processes": CORES,
+        "batch": PIPELINE_BATCH,
+        "threads": 1,
+        "images_per_s": round(median(rates), 2),
+        "runs": [round(rate, 2) for rate in rates],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Decode and reduced-size JPEG decoding (in this process)
+# ----------------------------------------------------------------------------------------------
+
+
+def bench_decode(data: Path, files: list[Path], spec: ModelSpec, count: int) -> dict:
+    contents = [(data / path).read_bytes() for path in spread(files, count)]
+    size, norm = spec.input_size, spec.normalisation
+    runs = []
+    for _ in range(WINDOWS):
+        parts = {"decode": 0.0, "resize_square": 0.0, "to_tensor": 0.0, "colour_histogram": 0.0}
+        for content in contents:
+            t0 = time.perf_counter()
+            image = decode_image(content, min_side=size)
+            t1 = time.perf_counter()
+            square = resize_square(image, size)
+            t2 = time.perf_counter()
+            to_tensor(square, norm)
+            t3 = time.perf_counter()
+            colour_histogram(image)
+            t4 = time.perf_counter()
+            parts["decode"] += t1 - t0
+            parts["resize_square"] += t2 - t1
+            parts["to_tensor"] += t3 - t2
+            parts["colour_histogram"] += t4 - t3
+        runs.append(parts)
+    totals = [sum(parts.values()) for parts in runs]
+    chosen = runs[totals.index(sorted(totals)[len(totals) // 2])]
+    rate = len(contents) / median(totals)
+    log(f"decode + preprocess: {rate:.0f} images/s per core")
+    return {
+        "images": len(contents),
+        "images_per_s_per_core": round(rate, 1),
+        "runs_images_per_s": [round(len(contents) / total, 1) for total in totals],
+        "ms_per_image": {
+            name: round(1000 * value / len(contents), 3) for name, value in chosen.items()
+        },
+    }
+
+
+def make_12mp(photos: Path, count: int = 3) -> list[Path]:
+    """Upscale the largest small photos to 4000x3000 and save them as JPEG quality 90."""
+    candidates = []
+    for path in sorted(photos.rglob("*")):
+        if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg"):
+            with Image.open(path) as image:
+                if image.format == "JPEG" and image.width * image.height < 8_000_000:
+                    candidates.append((image.width * image.height, path))
+    target = WORK / "12mp"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    made = []
+    for _, path in sorted(candidates, reverse=True)[:count]:
+        image = decode_image(path.read_bytes())
+        destination = target / f"{path.stem}-4000x3000.jpg"
+        image.resize((4000, 3000), Image.Resampling.BICUBIC).save(destination, quality=90)
+        made.append(destination)
+    return made
+
+
+def _time_decode(data: bytes, min_side: int | None, size: int) -> tuple[float, Image.Image]:
+    times, result = [], None
+    for _ in range(WINDOWS):
+        started = time.perf_counter()
+        image = decode_image(data, min_side=min_side)
+        result = resize_square(image, size)
+        times.append(time.perf_counter() - started)
+    return median(times), result
+
+
+def bench_jpeg(photos: Path, spec: ModelSpec) -> dict:
+    session = new_session(Path(spec.path).read_bytes(), threads=1)
+    groups = {
+        "photos folder": sorted(
+            p for p in photos.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ),
+        "generated 12 MP JPEG (q90)": make_12mp(photos),
+    }
+    result = {}
+    for group, paths in groups.items():
+        rows = []
+        for path in paths:
+            data = path.read_bytes()
+            with Image.open(path) as probe:
+                kind, width, height = probe.format, probe.width, probe.height
+            decode_image(data, min_side=spec.input_size)  # warm caches
+            full_s, full = _time_decode(data, None, spec.input_size)
+            reduced_s, reduced = _time_decode(data, spec.input_size, spec.input_size)
+            drafted = decode_image(data, min_side=spec.input_size).size
+            tensors = np.stack([to_tensor(image, spec.normalisation) for image in (full, reduced)])
+            features = embed(session, spec, tensors).astype(np.float64)
+            cosine = float(
+                features[0]
+                @ features[1]
+                / (np.linalg.norm(features[0]) * np.linalg.norm(features[1]))
+            )
+            rows.append(
+                {
+                    "file": str(path.relative_to(path.parents[1])),
+                    "format": kind,
+                    "size": f"{width}x{height}",
+                    "decoded_as": f"{drafted[0]}x{drafted[1]}",
+                    "full_ms": round(1000 * full_s, 2),
+                    "reduced_ms": round(1000 * reduced_s, 2),
+                    "speedup": round(full_s / reduced_s, 2),
+                    "cosine": round(cosine, 5),
+                }
+            )
+        full_total = sum(row["full_ms"] for row in rows)
+        reduced_total = sum(row["reduced_ms"] for row in rows)
+        cosines = [row["cosine"] for row in rows]
+        big = [row for row in rows if row["format"] in ("JPEG", "MPO") and _pixels(row) >= 8e6]
+        result[group] = {
+            "rows": rows,
+            "full_ms_total": round(full_total, 1),
+            "reduced_ms_total": round(reduced_total, 1),
+            "speedup_total": round(full_total / reduced_total, 2),
+            "speedup_12mp_median": round(median([r["speedup"] for r in big]), 2) if big else None,
+            "cosine_min": min(cosines),
+            "cosine_median": round(median(cosines), 5),
+        }
+        log(f"JPEG {group}: {full_total / reduced_total:.1f}x faster, cosine >= {min(cosines)}")
+    return result
+
+
+def _pixels(row: dict) -> float:
+    width, height = (int(part) for part in row["size"].split("x"))
+    return width * height
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end: `fruitspark run` in a fresh JVM
+# ----------------------------------------------------------------------------------------------
+
+
+def fruitspark_run(input_uri: Path | str, name: str, extra: Sequence[str] = ()) -> dict:
+    output = WORK / "out" / name
+    log_file = WORK / "logs" / f"{name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "fruitspark.cli",
+        "run",
+        str(input_uri),
+        str(output),
+        "--master",
+        MASTER,
+        "--overwrite",
+        *extra,
+    ]
+    log(f"run {name}: {' '.join(command[3:])}")
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    with open(log_file, "w") as stream:
+        process = subprocess.Popen(
+            command, stdout=stream, stderr=subprocess.STDOUT, env=child_env()
+        )
+        with ProcessMonitor(process.pid) as monitor:
+            code = process.wait()
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise BenchError(f"fruitspark run {name} exited {code}; see {log_file}")
+    summary = json.loads((output / "summary.json").read_text())
+    shutil.rmtree(output, ignore_errors=True)
+    images = summary["images"]["listed"]
+    featurize_s = summary["stages"]["featurize"]
+    result = {
+        "name": name,
+        "arguments": list(extra),
+        "images": images,
+        "featurised": summary["images"]["featurised"],
+        "failed": summary["images"]["failed"],
+        "accounting_ok": summary["accounting"]["ok"],
+        "wall_s": round(wall, 2),
+        "stages": summary["stages"],
+        "featurize_images_per_s": summary["throughput_images_per_s"],
+        "wall_images_per_s": round(images / wall, 2),
+        "wall_s_per_image": wall / images,
+        "featurize_s_per_image": featurize_s / images,
+        "settings": summary["settings"],
+        "pca_k": summary["pca"]["k"],
+        "memory": monitor.summary(),
+        "load_before": round(load_before, 2),
+    }
+    log(
+        f"run {name}: {images} images, {wall:.1f} s wall, featurize "
+        f"{summary['throughput_images_per_s']:.1f} images/s, "
+        f"{summary['settings']['featurize_partitions']} partitions"
+    )
+    return result
+
+
+def run_child(mode: str, arguments: Sequence[str], name: str) -> dict:
+    """Run this script in ``mode`` in a fresh process (and JVM); its last result line is JSON."""
+    log_file = WORK / "logs" / f"{name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), mode, *arguments]
+    log(f"{name}: {' '.join(command[1:])}")
+    started = time.perf_counter()
+    with open(log_file, "w") as stream:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stream, env=child_env(), text=True
+        )
+        with ProcessMonitor(process.pid) as monitor:
+            out, _ = process.communicate()
+    wall = time.perf_counter() - started
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_MARK)]
+    if process.returncode != 0 or not lines:
+        raise BenchError(f"{name} exited {process.returncode}; see {log_file}\n{out[-2000:]}")
+    result = json.loads(lines[-1][len(RESULT_MARK) :])
+    result["wall_s"] = round(wall, 2)
+    result["memory"] = monitor.summary()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Child modes: the naive pandas UDF, and PCA on synthetic features
+# ----------------------------------------------------------------------------------------------
+
+
+def child_naive(input_dir: str, output: str) -> dict:
+    """The textbook featurisation (Databricks' "featurization for transfer learning" notebook).
+
+    Default Spark settings: no maxPartitionBytes/openCostInBytes tuning, Arrow batches of 10000
+    rows; the model is broadcast and loaded once per partition in an Iterator pandas UDF with
+    ONNX Runtime's default session options (every core, per session); the same preprocessing.
+    """
+    import onnxruntime as ort
+    from pyspark.sql import SparkSession
+    from pyspark.sql.functions import col, pandas_udf
+
+    spec = resolve_model()
+    spark = (
+        SparkSession.builder.master(MASTER)
+        .appName("naive-pandas-udf")
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    context = spark.sparkContext
+    broadcast_model = context.broadcast(Path(spec.path).read_bytes())
+    loads = context.accumulator(0)
+
+    def preprocess(content: bytes) -> np.ndarray:
+        image = decode_image(content, min_side=spec.input_size)
+        return to_tensor(resize_square(image, spec.input_size), spec.normalisation)
+
+    def featurize_series(session, content_series: pd.Series) -> pd.Series:
+        tensors = np.stack(content_series.map(preprocess))
+        predictions = np.concatenate(
+            [
+                embed(session, spec, tensors[start : start + 32])
+                for start in range(0, len(tensors), 32)
+            ]
+        )  # keras' predict() runs batches of 32
+        return pd.Series(list(predictions))
+
+    @pandas_udf("array<float>")
+    def featurize_udf(content_series_iter: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        session = ort.InferenceSession(broadcast_model.value, providers=["CPUExecutionProvider"])
+        loads.add(1)
+        for content_series in content_series_iter:
+            yield featurize_series(session, content_series)
+
+    images = (
+        spark.read.format("binaryFile")
+        .option("pathGlobFilter", "*.jpg")
+        .option("recursiveFileLookup", "true")
+        .load(input_dir)
+    )
+    partitions = images.rdd.getNumPartitions()
+    count = images.count()
+    started = time.perf_counter()
+    images.select(col("path"), featurize_udf("content").alias("features")).write.mode(
+        "overwrite"
+    ).parquet(output)
+    seconds = time.perf_counter() - started
+    written = spark.read.parquet(output).count()
+    spark.stop()
+    shutil.rmtree(output, ignore_errors=True)
+    return {
+        "images": count,
+        "written": written,
+        "partitions": partitions,
+        "model_loads": loads.value,
+        "featurize_s": round(seconds, 2),
+        "images_per_s": round(count / seconds, 2),
+        "arrow_batch": 10000,
+        "threads_per_session": "ORT default (one per core)",
+    }
+
+
+def _synthetic_features(batches):
+    """Rank-64 signal with decaying scales plus noise, 1280-d, generated inside the workers."""
+    import pyarrow as pa
+
+    dim = 1280
+    basis = np.random.default_rng(0).standard_normal((PCA_RANK, dim)).astype(np.float32)
+    basis *= (1.0 / np.arange(1, PCA_RANK + 1, dtype=np.float32))[:, None]
+    for batch in batches:
+        ids = batch.column(0).to_numpy()
+        rng = np.random.default_rng(int(ids[0]) + 1)
+        signal = rng.standard_normal((len(ids), PCA_RANK), dtype=np.float32) @ basis
+        values = signal + 0.05 * rng.standard_normal((len(ids), dim), dtype=np.float32)
+        offsets = pa.array(np.arange(0, len(ids) * dim + 1, dim, dtype=np.int32))
+        features = pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), pa.float32()))
+        yield pa.RecordBatch.from_arrays([features], names=["features"])
+
+
+def child_pca(work: str, rows: int) -> dict:
+    from fruitspark.reduce import fit_pca
+    from fruitspark.session import spark_session
+
+    spark = spark_session(MASTER)
+    path = str(Path(work) / "pca-input")
+    started = time.perf_counter()
+    spark.range(rows, numPartitions=8).mapInArrow(
+        _synthetic_features, "features array<float>"
+    ).write.mode("overwrite").parquet(path)
+    generate_s = time.perf_counter() - started
+    frame = spark.read.parquet(path)
+    with ProcessMonitor(os.getpid()) as monitor:
+        started = time.perf_counter()
+        fit = fit_pca(frame, dimension=1280, variance=0.95)
+        fit_s = time.perf_counter() - started
+    spark.stop()
+    shutil.rmtree(path, ignore_errors=True)
+    return {
+        "rows": rows,
+        "dimension": 1280,
+        "generate_and_write_s": round(generate_s, 2),
+        "fit_s": round(fit_s, 2),
+        "k_at_95": fit.k,
+        "fit_memory": monitor.summary(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine
+# ----------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    import onnxruntime
+    import pyspark
+
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in lscpu.splitlines())
+    )
+    memory_kb = _kb_field(_read("/proc/meminfo"), "MemTotal:") or 0
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    return {
+        "cpu": fields.get("Model name", platform.processor()),
+        "cpus": os.cpu_count(),
+        "cores_per_socket": fields.get("Core(s) per socket"),
+        "threads_per_core": fields.get("Thread(s) per core"),
+        "ram_gb": round(memory_kb / 1024**2, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "spark": pyspark.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "pillow": Image.__version__,
+        "java": java.splitlines()[0] if java else "?",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mb(value: float) -> str:
+    return f"{value:,.0f} MB"
+
+
+def _role(run: dict, role: str, key: str = "max_rss_mb") -> float:
+    return run["memory"]["roles"].get(role, {}).get(key, 0.0)
+
+
+def cpu_per_image(run: dict) -> tuple[float, float]:
+    """CPU ms per image of the Python workers and of the JVM while the workers were busy."""
+    window = run["memory"].get("worker_window") or {"cpu_s": {}}
+    images = max(run["images"], 1)
+    cpu = window["cpu_s"]
+    return 1000 * cpu.get("python worker", 0.0) / images, 1000 * cpu.get("driver JVM", 0.0) / images
+
+
+def others(run: dict) -> str:
+    value = run["memory"].get("others_cores")
+    return "?" if value is None else f"{value:.2f}"
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Measured by `python benchmarks/bench.py {results['command']}` in one run on "
+        f"{m['date']}; every number below comes from that run (raw results: "
+        f"`{WORK}/results.json`). Short measurements are repeated three times (or split in three "
+        "windows) and the median is shown; each end-to-end run is a single `fruitspark run` in a "
+        f"fresh JVM on `{MASTER}`.",
+        "",
+        table(
+            ["machine", ""],
+            [
+                [
+                    "CPU",
+                    f"{m['cpu']} ({m['cpus']} vCPU: {m['cores_per_socket']} cores, "
+                    f"{m['threads_per_core']} thread/core, KVM)",
+                ],
+                ["RAM", f"{m['ram_gb']} GB"],
+                ["OS", m["os"]],
+                [
+                    "Python / Spark / ONNX Runtime",
+                    f"{m['python']} / {m['spark']} / {m['onnxruntime']}",
+                ],
+                ["NumPy / Pillow / Java", f"{m['numpy']} / {m['pillow']} / {m['java']}"],
+                ["load average (1 min) at start", results.get("load_at_start", "?")],
+            ],
+        ),
+        "",
+    ]
+    if results.get("quiet_note"):
+        out += [results["quiet_note"], ""]
+    if results.get("section_load"):
+        loads = ", ".join(f"{name} {load:.2f}" for name, load in results["section_load"].items())
+        out += [f"1-minute load average as each section started: {loads}.", ""]
+    out += _render_summary(results)
+    sections = (
+        ("ceiling", _render_ceiling),
+        ("decode", _render_decode),
+        ("e2e", _render_e2e),
+        ("naive", _render_naive),
+        ("scaling", _render_scaling),
+        ("jpeg", _render_jpeg),
+        ("pca", _render_pca),
+        ("tuning", _render_tuning),
+        ("load", _render_load),
+    )
+    for key, renderer in sections:
+        if key in results:
+            out += renderer(results)
+        elif key in ("naive", "load"):
+            out += [f"## {key.title()}", "", "Skipped (`--quick`).", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _render_summary(r: dict) -> list[str]:
+    rows = []
+    ceiling = r.get("ceiling")
+    e2e = r.get("e2e")
+    if ceiling:
+        best = ceiling["best"]
+        rows.append(
+            [
+                "ceiling: bare model, best layout",
+                f"{best['images_per_s']:.1f} images/s ({best['processes']} proc x "
+                f"{best['threads']} thread, batch {best['batch']})",
+                "",
+            ]
+        )
+    if e2e and ceiling:
+        ratio = e2e["featurize_images_per_s"] / ceiling["best"]["images_per_s"]
+        rows.append(
+            [
+                f"end to end, featurize stage ({e2e['images']} images)",
+                f"{e2e['featurize_images_per_s']:.1f} images/s = {ratio:.2f} x ceiling",
+                "target >= 0.9: " + ("met" if ratio >= 0.9 else "**not met**"),
+            ]
+        )
+        rows.append(
+            [
+                "end to end, whole run",
+                f"{e2e['wall_s']:.1f} s = {e2e['wall_images_per_s']:.1f} images/s "
+                f"({e2e['wall_images_per_s'] / ceiling['best']['images_per_s']:.2f} x ceiling)",
+                "",
+            ]
+        )
+    if "naive" in r and e2e:
+        naive = r["naive"]
+        rows.append(
+            [
+                "naive pandas UDF (defaults)",
+                f"{naive['images_per_s']:.1f} images/s",
+                f"fruitspark is {e2e['featurize_images_per_s'] / naive['images_per_s']:.2f} x "
+                "faster",
+            ]
+        )
+    if "decode" in r:
+        rows.append(
+            [
+                "decode + preprocess",
+                f"{r['decode']['images_per_s_per_core']:.0f} images/s per core",
+                "",
+            ]
+        )
+    if e2e:
+        worst = max(e2e["memory"]["worker_rss_mb"] or [0])
+        rows.append(
+            [
+                "peak RSS, end to end",
+                f"driver JVM {_mb(_role(e2e, 'driver JVM'))}, driver Python "
+                f"{_mb(_role(e2e, 'driver python'))}, worst Python worker {_mb(worst)}",
+                "target worker < 1 GB: " + ("met" if worst < 1024 else "**not met**"),
+            ]
+        )
+    if "scaling" in r:
+        fit = r["scaling"]["fit"]
+        rows.append(
+            [
+                "scaling",
+                f"{fit['slope_ms']:.2f} ms/image marginal + {fit['intercept_s']:.1f} s fixed",
+                f"R^2 = {fit['r2']:.4f}",
+            ]
+        )
+    if "jpeg" in r:
+        generated = r["jpeg"]["generated 12 MP JPEG (q90)"]
+        rows.append(
+            [
+                "reduced-size JPEG decoding, 12 MP",
+                f"{generated['speedup_total']:.1f} x faster, feature cosine >= "
+                f"{generated['cosine_min']:.4f}",
+                "target >= 5 x: " + ("met" if generated["speedup_total"] >= 5 else "**not met**"),
+            ]
+        )
+    if "pca" in r:
+        pca = r["pca"]
+        rows.append(
+            [
+                f"PCA fit, {pca['rows'] // 1000}k x {pca['dimension']}",
+                f"{pca['fit_s']:.1f} s, driver JVM peak "
+                f"{_mb(_role({'memory': pca['fit_memory']}, 'driver JVM'))}",
+                "",
+            ]
+        )
+    if "load" in r:
+        small, large = r["load"]["runs"]
+        rows.append(
+            [
+                f"{large['images']:,}-image load",
+                f"{1000 * large['wall_s_per_image']:.2f} ms/image vs "
+                f"{1000 * small['wall_s_per_image']:.2f} at {small['images']:,}; driver JVM "
+                f"{_mb(_role(large, 'driver JVM'))}",
+                "completed" if large["accounting_ok"] else "**accounting failed**",
+            ]
+        )
+    return ["## Summary", "", table(["measure", "result", "check"], rows), ""]
+
+
+def _render_ceiling(r: dict) -> list[str]:
+    c = r["ceiling"]
+    index = {(row["processes"], row["threads"], row["batch"]): row for row in c["rows"]}
+    rows = []
+    for processes in CEILING_PROCESSES:
+        for threads in CEILING_THREADS:
+            cells = [
+                f"{index[(processes, threads, batch)]['images_per_s']:.1f}"
+                for batch in CEILING_BATCHES
+            ]
+            note = " (oversubscribed)" if processes * threads > CORES else ""
+            rows.append([f"{processes} x {threads}{note}", *cells])
+    best, pipe = c["best"], c["pipeline_layout"]
+    out = [
+        "## Ceiling: the bare model outside Spark",
+        "",
+        "EfficientNet-Lite0 (`resolve_model()` + `new_session(bytes, threads)` + `embed`) on 64 "
+        "pre-decoded 224x224 tensors of the sample, in spawned processes started at the same "
+        f"instant; about {c['seconds_per_config']:.0f} s per layout split in three windows, "
+        "median images/s (all processes together):",
+        "",
+        table(["processes x threads", *(f"batch {b}" for b in CEILING_BATCHES)], rows),
+        "",
+        f"Best: **{best['images_per_s']:.1f} images/s** with {best['processes']} process(es) x "
+        f"{best['threads']} thread(s), batch {best['batch']}. The pipeline's own layout on "
+        f"`{MASTER}` (2 tasks x 1 thread, batch {PIPELINE_BATCH}): "
+        f"{pipe['images_per_s']:.1f} images/s.",
+        "",
+    ]
+    check = r.get("ceiling_check")
+    if check:
+        out[-1:] = [
+            f"Measured again right after the end-to-end run: {check['best']:.1f} (best layout) "
+            f"and {check['pipeline_layout']:.1f} images/s (pipeline layout).",
+            "",
+        ]
+    return out
+
+
+def _render_decode(r: dict) -> list[str]:
+    d = r["decode"]
+    rows = [[name, f"{value:.3f}"] for name, value in d["ms_per_image"].items()]
+    rows.append(["**total**", f"{1000 / d['images_per_s_per_core']:.3f}"])
+    out = [
+        "## Decode and preprocess",
+        "",
+        f"One process, {d['images']} Fruits-360 JPEGs (100x100) already in memory, "
+        "`decode_image(min_side=224)` + `resize_square` + `to_tensor` + `colour_histogram`: "
+        f"**{d['images_per_s_per_core']:.0f} images/s per core** "
+        f"(runs: {', '.join(f'{x:.0f}' for x in d['runs_images_per_s'])}).",
+        "",
+        table(["step", "ms/image"], rows),
+        "",
+    ]
+    if "python_work" in r:
+        p = r["python_work"]
+        out += [
+            f"Python work of a task without Spark: `describe_images` (decode, preprocess, model, "
+            f"colour) on {p['images']} images in {p['processes']} processes, batch {p['batch']}, "
+            f"1 thread, chunks of {PIPELINE_ROWS} rows as the Arrow batches: "
+            f"**{p['images_per_s']:.1f} images/s** "
+            f"(runs: {', '.join(f'{x:.1f}' for x in p['runs'])}).",
+            "",
+        ]
+    return out
+
+
+def _memory_rows(run: dict) -> list[list[str]]:
+    rows = []
+    for role in ("driver JVM", "driver python", "python daemon", "python worker", "other"):
+        entry = run["memory"]["roles"].get(role)
+        if entry:
+            rows.append(
+                [
+                    role,
+                    str(entry["count"]),
+                    _mb(entry["max_rss_mb"]),
+                    _mb(entry["max_pss_mb"]),
+                    f"{entry['cpu_s']:.0f}",
+                ]
+            )
+    return rows
+
+
+def _render_e2e(r: dict) -> list[str]:
+    e = r["e2e"]
+    c = r.get("ceiling")
+    stage_rows = [
+        [name, f"{seconds:.1f}", f"{100 * seconds / e['stages']['total']:.0f} %"]
+        for name, seconds in e["stages"].items()
+        if name != "total"
+    ]
+    stage_rows.append(["total (summary)", f"{e['stages']['total']:.1f}", "100 %"])
+    stage_rows.append(["wall, incl. JVM start and exit", f"{e['wall_s']:.1f}", ""])
+    s = e["settings"]
+    out = [
+        "## End to end",
+        "",
+        f"`fruitspark run {r['paths']['data']} OUT --master {MASTER} --overwrite` in a fresh JVM: "
+        f"{e['images']} images ({e['featurised']} featurised, {e['failed']} failed, accounting "
+        f"{'ok' if e['accounting_ok'] else 'FAILED'}), {s['featurize_partitions']} partitions, "
+        f"batch {s['batch_size']}, {s['threads_per_task']} ORT thread per task, "
+        f"{s['rows_per_arrow_batch']} rows per Arrow batch, {s['model_loads']} model loads.",
+        "",
+        table(["stage", "seconds", "share"], stage_rows),
+        "",
+        f"Featurize stage: **{e['featurize_images_per_s']:.1f} images/s**; whole run "
+        f"{e['wall_images_per_s']:.1f} images/s.",
+    ]
+    if c:
+        best, pipe = c["best"]["images_per_s"], c["pipeline_layout"]["images_per_s"]
+        out += [
+            f"Ratio to the ceiling: {e['featurize_images_per_s'] / best:.2f} (featurize stage) "
+            f"and {e['wall_images_per_s'] / best:.2f} (whole run); to the ceiling at the same "
+            f"layout (2 x 1 thread, batch {PIPELINE_BATCH}): "
+            f"{e['featurize_images_per_s'] / pipe:.2f}.",
+        ]
+    out += [
+        "",
+        "### Memory and CPU during the run",
+        "",
+        "`/proc` sampled every 0.5 s, processes under the `fruitspark` command only. RSS counts "
+        "pages shared with the daemon a worker was forked from in each worker; PSS splits them.",
+        "",
+        table(["process", "count", "peak RSS", "peak PSS", "CPU s"], _memory_rows(e)),
+        "",
+        "Peak RSS of each Python worker: "
+        + ", ".join(_mb(x) for x in e["memory"]["worker_rss_mb"])
+        + f"; all processes together peaked at {_mb(e['memory']['peak_total_rss_mb'])}.",
+        "",
+    ]
+    out += _render_bounds(r)
+    return out
+
+
+def _render_bounds(r: dict) -> list[str]:
+    e, c, d, p = r["e2e"], r.get("ceiling"), r.get("decode"), r.get("python_work")
+    if not (c and d and p):
+        return []
+    best = c["best"]["images_per_s"]
+    pipe = c["pipeline_layout"]["images_per_s"]
+    decode_rate = d["images_per_s_per_core"]
+    # per core: inference at the pipeline layout + decode/preprocess, in series
+    predicted = CORES / (CORES / pipe + 1 / decode_rate)
+    feat = e["featurize_images_per_s"]
+    roles = e["memory"]["roles"]
+    jvm_cpu = roles.get("driver JVM", {}).get("cpu_s", 0.0)
+    worker_cpu = roles.get("python worker", {}).get("cpu_s", 0.0)
+    driver_cpu = roles.get("driver python", {}).get("cpu_s", 0.0)
+    available = CORES * e["wall_s"]
+    fixed = e["stages"]["total"] - e["stages"]["featurize"]
+    share = (1 / decode_rate) / (CORES / pipe)
+    lines = [
+        "### What bounds it",
+        "",
+        f"- **The model.** Inference alone costs {1000 * CORES / pipe:.1f} ms per image per core "
+        f"at the pipeline's layout ({pipe:.1f} images/s on 2 cores); decoding and preprocessing "
+        f"add {1000 / decode_rate:.2f} ms ({100 * share:.0f} % more). In series on each core that "
+        f"predicts {predicted:.1f} images/s; `describe_images` in two plain processes measures "
+        f"{p['images_per_s']:.1f} images/s ({p['images_per_s'] / best:.2f} x the best ceiling).",
+    ]
+    lines.append(
+        f"- **Spark.** The featurize stage runs at {feat:.1f} images/s, "
+        f"{100 * (1 - feat / p['images_per_s']):.0f} % below the same Python work without Spark: "
+        "that share goes to the JVM reading the files and writing Parquet, Arrow transfer, "
+        "Python worker start-up and model load, and the tail of the last tasks. Over the whole "
+        f"run the JVM used {jvm_cpu:.0f} CPU s, the Python workers {worker_cpu:.0f} CPU s and the "
+        f"driver Python {driver_cpu:.0f} CPU s, of {available:.0f} core-seconds available "
+        f"({100 * (jvm_cpu + worker_cpu + driver_cpu) / available:.0f} % busy)." + _window_text(e)
+    )
+    lines.append(
+        f"- **Fixed cost.** Listing, PCA, writing, accounting and the report take {fixed:.1f} s "
+        f"of the {e['stages']['total']:.1f} s run, plus {e['wall_s'] - e['stages']['total']:.1f} "
+        "s of JVM start and exit; amortised on large inputs (see Scaling)."
+    )
+    over = [row for row in c["rows"] if row["processes"] * row["threads"] > CORES]
+    fit = [row for row in c["rows"] if row["processes"] * row["threads"] <= CORES]
+    lines.append(
+        f"- **Tasks x threads <= cores.** Oversubscribed layouts (2 processes x 2 threads on 2 "
+        f"cores) peak at {max(row['images_per_s'] for row in over):.1f} images/s against "
+        f"{max(row['images_per_s'] for row in fit):.1f} for the others: ONNX Runtime's threads "
+        "spin, and two sessions fighting for the same cores lose. Keep "
+        "`spark.task.cpus x --threads-per-task` equal to the executor's cores (the default: "
+        "1 thread per task, one task per core)."
+    )
+    lines.append("")
+    return lines
+
+
+def _window_text(e: dict) -> str:
+    window = e["memory"].get("worker_window")
+    if not window:
+        return ""
+    cpu = window["cpu_s"]
+    seconds = window["seconds"]
+    jvm, workers = cpu.get("driver JVM", 0.0), cpu.get("python worker", 0.0)
+    return (
+        f" While the Python workers were busy ({seconds:.0f} s, about the featurize stage) they "
+        f"used {workers:.0f} CPU s ({workers / e['images'] * 1000:.1f} ms per image) and the JVM "
+        f"{jvm:.0f} CPU s, of {CORES * seconds:.0f} core-seconds: "
+        f"{100 * (workers + jvm) / (CORES * seconds):.0f} % busy, "
+        f"{100 * jvm / max(workers + jvm, 1e-9):.0f} % of it in the JVM."
+    )
+
+
+def _render_naive(r: dict) -> list[str]:
+    n = r["naive"]
+    e = r.get("e2e")
+    out = [
+        "## Naive baseline: the textbook pandas UDF",
+        "",
+        "The pattern of Databricks' *featurization for transfer learning* notebook: "
+        '`spark.read.format("binaryFile")` with default Spark settings, an Iterator '
+        "`@pandas_udf` (Series of bytes to Series of arrays) that loads the broadcast model once "
+        "per partition, ONNX Runtime default session options (a thread per core in each "
+        "session), default Arrow batches (10000 rows), the same `decode_image` + "
+        "`resize_square` + `to_tensor`, batches of 32 (as keras' `predict`), written to Parquet.",
+        "",
+        table(
+            ["", "naive UDF", "fruitspark"],
+            [
+                ["images", n["images"], e["images"] if e else ""],
+                ["partitions", n["partitions"], e["settings"]["featurize_partitions"] if e else ""],
+                ["model loads", n["model_loads"], e["settings"]["model_loads"] if e else ""],
+                [
+                    "featurize images/s",
+                    f"{n['images_per_s']:.1f}",
+                    f"{e['featurize_images_per_s']:.1f}" if e else "",
+                ],
+                ["wall (s)", f"{n['wall_s']:.1f}", f"{e['wall_s']:.1f}" if e else ""],
+                [
+                    "worst Python worker RSS",
+                    _mb(max(n["memory"]["worker_rss_mb"] or [0])),
+                    _mb(max(e["memory"]["worker_rss_mb"] or [0])) if e else "",
+                ],
+            ],
+        ),
+        "",
+        "The naive job does less (no colour histogram, no PCA, no accounting, no report). With "
+        "Spark's default 4 MB open cost per file, the small images are packed about 31 to a "
+        f"partition ({n['partitions']} partitions), so the model is loaded {n['model_loads']} "
+        "times, and each session's thread per core oversubscribes the cores the other task uses.",
+        "",
+    ]
+    return out
+
+
+def _render_scaling(r: dict) -> list[str]:
+    s = r["scaling"]
+    rows = [
+        [
+            run["images"],
+            f"{run['wall_s']:.1f}",
+            f"{1000 * run['wall_s_per_image']:.2f}",
+            f"{run['stages']['featurize']:.1f}",
+            f"{1000 * run['featurize_s_per_image']:.2f}",
+            f"{run['featurize_images_per_s']:.1f}",
+            f"{run['stages']['total'] - run['stages']['featurize']:.1f}",
+        ]
+        for run in s["runs"]
+    ]
+    fit = s["fit"]
+    return [
+        "## Scaling with the number of images",
+        "",
+        "Whole classes of the sample (both splits), hard-linked into a folder per size; default "
+        "settings, a fresh JVM each.",
+        "",
+        table(
+            [
+                "images",
+                "wall s",
+                "wall ms/image",
+                "featurize s",
+                "featurize ms/image",
+                "featurize images/s",
+                "other stages s",
+            ],
+            rows,
+        ),
+        "",
+        f"A straight line fits the wall time: {fit['slope_ms']:.2f} ms per image plus "
+        f"{fit['intercept_s']:.1f} s fixed (R^2 = {fit['r2']:.4f}). The fixed part (JVM start, "
+        "first model load, listing, PCA, report) is why small runs cost more per image.",
+        "",
+    ]
+
+
+def _render_jpeg(r: dict) -> list[str]:
+    out = [
+        "## Reduced-size JPEG decoding",
+        "",
+        "`decode_image(data, min_side=224)` (Pillow draft mode: the JPEG decoder scales by 1/2, "
+        "1/4 or 1/8 while keeping the short side >= 224) + `resize_square`, against "
+        "`decode_image(data, min_side=None)` + `resize_square`; median of three; cosine "
+        "similarity of the 1280-d CNN features of the two resulting inputs.",
+        "",
+    ]
+    for group, g in r["jpeg"].items():
+        rows = [
+            [
+                row["file"],
+                row["format"],
+                row["size"],
+                row["decoded_as"],
+                f"{row['full_ms']:.1f}",
+                f"{row['reduced_ms']:.1f}",
+                f"{row['speedup']:.1f}",
+                f"{row['cosine']:.4f}",
+            ]
+            for row in g["rows"]
+        ]
+        rows.append(
+            [
+                "**total**",
+                "",
+                "",
+                "",
+                f"{g['full_ms_total']:.1f}",
+                f"{g['reduced_ms_total']:.1f}",
+                f"**{g['speedup_total']:.1f}**",
+                f"min {g['cosine_min']:.4f}",
+            ]
+        )
+        out += [
+            f"### {group}",
+            "",
+            table(
+                [
+                    "file",
+                    "format",
+                    "size",
+                    "decoded as",
+                    "full ms",
+                    "reduced ms",
+                    "speedup",
+                    "cosine",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    return out
+
+
+def _render_pca(r: dict) -> list[str]:
+    p = r["pca"]
+    memory = {"memory": p["fit_memory"]}
+    return [
+        "## PCA",
+        "",
+        f"`fruitspark.reduce.fit_pca` (centring + all {p['dimension']} components, k by 95 % "
+        f"variance) on {p['rows']:,} x {p['dimension']} synthetic float features (rank-"
+        f"{PCA_RANK} signal plus noise, generated in Spark by `mapInArrow` and written to Parquet "
+        f"first, {p['generate_and_write_s']:.1f} s), `{MASTER}`, driver memory 2g:",
+        "",
+        table(
+            ["fit s", "k at 95 %", "driver JVM peak RSS", "driver Python peak RSS"],
+            [
+                [
+                    f"{p['fit_s']:.1f}",
+                    p["k_at_95"],
+                    _mb(_role(memory, "driver JVM")),
+                    _mb(_role(memory, "driver python")),
+                ]
+            ],
+        ),
+        "",
+        "The fit sends only d-vectors and the d x d covariance (1280 x 1280 doubles, 13 MB) to "
+        "the driver, so driver memory does not grow with the number of rows.",
+        "",
+    ]
+
+
+def _render_tuning(r: dict) -> list[str]:
+    t = r["tuning"]
+    default = t["runs"][0]["featurize_images_per_s"]
+    rows = [
+        [
+            run["label"],
+            run["settings"]["featurize_partitions"],
+            f"{run['featurize_images_per_s']:.1f}",
+            f"{run['featurize_images_per_s'] / default:.2f}",
+            f"{run['wall_s']:.1f}",
+            _mb(max(run["memory"]["worker_rss_mb"] or [0])),
+        ]
+        for run in t["runs"]
+    ]
+    out = [
+        "## Tuning knobs",
+        "",
+        f"`fruitspark run` on {t['runs'][0]['images']} images (whole classes), `{MASTER}`, "
+        "`--no-report`, one run each; featurize-stage images/s relative to the defaults.",
+        "",
+        table(
+            [
+                "setting",
+                "partitions",
+                "featurize images/s",
+                "vs default",
+                "wall s",
+                "worst worker RSS",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    out += _recommendations(r)
+    return out
+
+
+def _recommendations(r: dict) -> list[str]:
+    worker = max(r.get("e2e", {}).get("memory", {}).get("worker_rss_mb") or [0])
+    return [
+        "### Recommended settings",
+        "",
+        "- **Threads.** One ONNX Runtime thread per task and one task per core "
+        "(`spark.task.cpus=1`, the default `--threads-per-task`): tasks x threads must equal the "
+        "executor's cores, never exceed them (see the oversubscribed rows above and in the "
+        "ceiling table).",
+        f"- **4-core executor.** `spark.executor.cores=4`, defaults otherwise (batch "
+        f"{PIPELINE_BATCH}, {PIPELINE_ROWS} rows per Arrow batch, images per partition automatic:"
+        f" about 8 tasks per core, {images_per_partition(10**6, 4)} images each for a million "
+        f"images on one such executor). Four Python workers of ~{worker:.0f} MB RSS each: give "
+        f"the executor about {math.ceil(4 * worker / 1024 + 0.5)} GB of memory overhead "
+        "(`spark.executor.memoryOverhead`) on top of a small heap (2-4 GB; the JVM only moves "
+        "bytes).",
+        f"- **64-core executor.** Same per-task settings, `spark.executor.cores=64`: 64 Python "
+        f"workers x ~{worker:.0f} MB = {64 * worker / 1024:.0f} GB of overhead, so on "
+        "memory-tight machines prefer several smaller executors (e.g. 4 x 16 cores) over one "
+        "huge one, or `spark.task.cpus=2` with `--threads-per-task 2` to halve the number of "
+        "sessions at some cost in throughput. Partitions stay at 32 to 1000 images (automatic); "
+        "with millions of images use a Parquet manifest so the driver does not list the bucket.",
+        "- **Batch size and Arrow batch.** Larger model batches do not pay on CPU beyond a few "
+        "images (the ceiling table); the Arrow batch only has to be large enough to amortise "
+        "the per-batch overhead, and small enough to keep worker memory and retry granularity "
+        "small.",
+        "",
+    ]
+
+
+def _render_load(r: dict) -> list[str]:
+    l = r["load"]  # noqa: E741
+    rows = [
+        [
+            run["images"],
+            f"{run['wall_s']:.1f}",
+            f"{1000 * run['wall_s_per_image']:.2f}",
+            f"{1000 * run['featurize_s_per_image']:.2f}",
+            f"{run['featurize_images_per_s']:.1f}",
+            run["settings"]["featurize_partitions"],
+            _mb(_role(run, "driver JVM")),
+            _mb(_role(run, "driver python")),
+            _mb(max(run["memory"]["worker_rss_mb"] or [0])),
+            "ok" if run["accounting_ok"] else "FAILED",
+        ]
+        for run in l["runs"]
+    ]
+    small, large = l["runs"]
+    return [
+        f"## {large['images']:,}-image load",
+        "",
+        "Distinct paths made by hard-linking the sample under "
+        f"`{LOAD_ROOT}/c<copy>/<split>/<Class>/` (and a {small['images']}-image tree likewise); "
+        "default settings, one fresh JVM each.",
+        "",
+        table(
+            [
+                "images",
+                "wall s",
+                "wall ms/image",
+                "featurize ms/image",
+                "featurize images/s",
+                "partitions",
+                "driver JVM RSS",
+                "driver Python RSS",
+                "worst worker RSS",
+                "accounting",
+            ],
+            rows,
+        ),
+        "",
+        f"Time per image at {large['images']} vs {small['images']}: "
+        f"{large['featurize_s_per_image'] / small['featurize_s_per_image']:.2f} x (featurize), "
+        f"{large['wall_s_per_image'] / small['wall_s_per_image']:.2f} x (whole run).",
+        "",
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Orchestration
+# ----------------------------------------------------------------------------------------------
+
+
+def line_fit(points: list[tuple[int, float]]) -> dict:
+    x = np.array([p[0] for p in points], float)
+    y = np.array([p[1] for p in points], float)
+    slope, intercept = np.polyfit(x, y, 1)
+    predicted = slope * x + intercept
+    total = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(((y - predicted) ** 2).sum()) / total if total else 1.0
+    return {"slope_ms": 1000 * float(slope), "intercept_s": float(intercept), "r2": r2}
+
+
+def mark(results: dict, section: str) -> None:
+    """Note the 1-minute load average as a section starts (the machine is shared)."""
+    results.setdefault("section_load", {})[section] = round(os.getloadavg()[0], 2)
+
+
+def save(results: dict) -> None:
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 1.5) -> str:
+    """Wait until the 1-minute load average drops below ``threshold`` (the machine is shared)."""
+    started = time.monotonic()
+    while (load := os.getloadavg()[0]) >= threshold and time.monotonic() - started < limit_s:
+        log(f"waiting for load < {threshold} ({load:.2f})")
+        time.sleep(20)
+    waited = time.monotonic() - started
+    if load < threshold:
+        return f"The run started after waiting {waited:.0f} s for a load average below {threshold}."
+    return (
+        f"**The machine never quietened**: after waiting {waited:.0f} s the 1-minute load average "
+        f"was still {load:.2f} (other jobs share its 2 cores), so the run went ahead; the numbers "
+        "below are lower than on an idle machine. Per-run load averages are in the raw results."
+    )
+
+
+def measure(args: argparse.Namespace) -> dict:
+    data, photos = Path(args.data).resolve(), Path(args.photos).resolve()
+    WORK.mkdir(parents=True, exist_ok=True)
+    files = sample_files(data)
+    if args.limit:
+        files = class_subset(files, args.limit)
+        data_input = WORK / "trees" / "limited"
+        link_tree(data, files, data_input)
+    else:
+        data_input = data
+    results: dict = {
+        "command": " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "load_at_start": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "paths": {"data": args.data, "photos": args.photos},
+        "sample_images": len(files),
+    }
+    log(f"{len(files)} images in {data}; work dir {WORK}")
+    if args.wait_quiet:
+        results["quiet_note"] = wait_for_quiet(args.wait_quiet)
+        results["load_at_start"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    spec = resolve_model()
+
+    # -- the ceiling, then the end-to-end run right after it (same machine conditions) ------
+    tensors = make_tensors(data, files, spec)
+    pool = Pool(spec, tensors)
+    try:
+        mark(results, "ceiling")
+        results["ceiling"] = bench_ceiling(pool, args.ceiling_seconds)
+        save(results)
+        mark(results, "end to end")
+        results["e2e"] = fruitspark_run(data_input, "e2e-full")
+        save(results)
+        mark(results, "ceiling re-check")
+        results["ceiling_check"] = bench_ceiling_check(pool, results["ceiling"], args)
+        mark(results, "python work")
+        results["python_work"] = bench_python_work(pool, data, files, args.python_images)
+        save(results)
+    finally:
+        pool.close()
+    mark(results, "decode")
+    results["decode"] = bench_decode(data, files, spec, args.decode_images)
+    mark(results, "jpeg")
+    results["jpeg"] = bench_jpeg(photos, spec)
+    save(results)
+
+    scaling_runs = []
+    for target in args.scale_sizes:
+        if target >= len(files):
+            continue
+        subset = class_subset(files, target)
+        tree = WORK / "trees" / f"scale-{target}"
+        link_tree(data, subset, tree)
+        scaling_runs.append(fruitspark_run(tree, f"scale-{target}"))
+        shutil.rmtree(tree, ignore_errors=True)
+    scaling_runs.append(results["e2e"])
+    results["scaling"] = {
+        "runs": scaling_runs,
+        "fit": line_fit([(run["images"], run["wall_s"]) for run in scaling_runs]),
+    }
+    save(results)
+
+    mark(results, "tuning")
+    tuning_files = class_subset(files, args.tuning_images)
+    tuning_tree = WORK / "trees" / "tuning"
+    link_tree(data, tuning_files, tuning_tree)
+    tuning_runs = []
+    for index, (label, extra) in enumerate(TUNING):
+        run = fruitspark_run(tuning_tree, f"tuning-{index}", (*extra, "--no-report"))
+        run["label"] = label
+        tuning_runs.append(run)
+        results["tuning"] = {"runs": tuning_runs}
+        save(results)
+    shutil.rmtree(tuning_tree, ignore_errors=True)
+
+    if not args.quick:
+        mark(results, "naive")
+        results["naive"] = run_child(
+            "_naive", [str(data_input), str(WORK / "out" / "naive")], "naive"
+        )
+        log(f"naive: {results['naive']['images_per_s']:.1f} images/s")
+        save(results)
+
+    mark(results, "pca")
+    results["pca"] = run_child("_pca", [str(WORK), str(args.pca_rows)], "pca")
+    log(f"pca: fit {results['pca']['fit_s']:.1f} s, k {results['pca']['k_at_95']}")
+    save(results)
+
+    if not args.quick:
+        mark(results, "load")
+        load_runs = []
+        small_n, large_n = args.load_sizes
+        small_tree = WORK / "trees" / f"load-{small_n}"
+        link_tree(data, spread(files, small_n), small_tree)
+        load_runs.append(fruitspark_run(small_tree, f"load-{small_n}"))
+        shutil.rmtree(small_tree, ignore_errors=True)
+        link_tree(data, files, LOAD_ROOT, total=large_n)
+        load_runs.append(fruitspark_run(LOAD_ROOT, f"load-{large_n}"))
+        shutil.rmtree(LOAD_ROOT, ignore_errors=True)
+        results["load"] = {"runs": load_runs}
+        save(results)
+    results["load_at_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return results
+
+
+def print_tables(results: dict) -> None:
+    print()
+    print("\n".join(_render_summary(results)))
+    if "ceiling" in results:
+        print("\n".join(_render_ceiling(results)))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/fruits360-sample")
+    parser.add_argument("--photos", default="../shared/data/photos")
+    parser.add_argument("--out", default="BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="skip the naive run and 50k load")
+    parser.add_argument("--render-only", metavar="JSON", help="rewrite --out from results")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0, metavar="S", help="wait up to S s for load < 1.5"
+    )
+    debug = parser.add_argument_group("sizes (defaults are the real benchmark; smaller to debug)")
+    debug.add_argument("--limit", type=int, help="use only ~N images of the sample")
+    debug.add_argument("--ceiling-seconds", type=float, default=5.0)
+    debug.add_argument("--decode-images", type=int, default=3000)
+    debug.add_argument("--python-images", type=int, default=800)
+    debug.add_argument("--scale-sizes", type=_ints, default=(1000, 4000))
+    debug.add_argument("--tuning-images", type=int, default=2000)
+    debug.add_argument("--load-sizes", type=_ints, default=(5000, 50000))
+    debug.add_argument("--pca-rows", type=int, default=100_000)
+    return parser.parse_args(argv)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "_naive":
+        print(RESULT_MARK + json.dumps(child_naive(argv[1], argv[2])), flush=True)
+        return 0
+    if argv and argv[0] == "_pca":
+        print(RESULT_MARK + json.dumps(child_pca(argv[1], int(argv[2]))), flush=True)
+        return 0
+    args = parse_args(argv)
+    if args.render_only:
+        results = json.loads(Path(args.render_only).read_text())
+    else:
+        results = measure(args)
+        save(results)
+    Path(args.out).write_text(render(results))
+    print_tables(results)
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
