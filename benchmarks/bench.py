@@ -1000,6 +1000,8 @@ def _render_contention(r: dict) -> list[str]:
     out = []
     if r.get("quiet_note"):
         out += [r["quiet_note"], ""]
+    for note in r.get("history", []):  # added by hand to the results: what happened around it
+        out += [note, ""]
     ceiling = [row["others_cores"] for row in r.get("ceiling", {}).get("rows", [])]
     runs = [(name, run["memory"].get("others_cores")) for name, run in _runs(r)]
     runs = [(name, value) for name, value in runs if value is not None]
@@ -1062,7 +1064,7 @@ def _render_summary(r: dict) -> list[str]:
                 "naive pandas UDF, default settings",
                 f"{naive['images_per_s']:.1f} images/s, {naive_cpu:.1f} CPU ms/image",
                 f"fruitspark: {e2e['featurize_images_per_s'] / naive['images_per_s']:.2f} x "
-                f"the images/s, {naive_cpu / fs_cpu:.2f} x less CPU per image",
+                f"the images/s at {fs_cpu / naive_cpu:.2f} x the CPU per image",
             ]
         )
     if "decode" in r:
@@ -1327,10 +1329,12 @@ def _render_bounds(r: dict) -> list[str]:
         f"{worker_ms + jvm_ms:.2f} CPU ms per image on {CORES} cores predicts "
         f"{1000 * CORES / (worker_ms + jvm_ms):.0f} images/s; the stage ran at {feat:.1f} "
         "(partition start-up and model loads, the last tasks' tail).",
-        f"- **Fixed costs dominate small runs.** Listing, PCA, writing, accounting, the report "
-        f"and JVM start/exit take {fixed:.1f} s of the {e['wall_s']:.1f} s wall time "
-        f"({100 * fixed / e['wall_s']:.0f} %); they grow slowly with the input (see Scaling), so "
-        "the whole-run rate approaches the featurize rate on large inputs.",
+        f"- **Outside featurize.** Listing ({e['stages']['list']:.1f} s), PCA "
+        f"({e['stages']['pca']:.1f} s), writing ({e['stages']['write']:.1f} s: projecting, the "
+        f"final Parquet, the model), accounting ({e['stages']['account']:.1f} s), the report and "
+        f"JVM start/exit take {fixed:.1f} s of the {e['wall_s']:.1f} s wall time "
+        f"({100 * fixed / e['wall_s']:.0f} %). Part of it is fixed (see Scaling), part grows "
+        "with the rows (PCA and write), so the whole run stays well below the featurize rate.",
     ]
     over = [row for row in c["rows"] if row["processes"] * row["threads"] > CORES]
     fit = [row for row in c["rows"] if row["processes"] * row["threads"] == CORES]
@@ -1416,6 +1420,14 @@ def _render_scaling(r: dict) -> list[str]:
             ]
         )
     fit = s["fit"]
+    marginal = ""
+    if "load" in r:
+        small, large = r["load"]["runs"]
+        slope = (large["wall_s"] - small["wall_s"]) / (large["images"] - small["images"])
+        marginal = (
+            f" Between the {small['images']:,}- and {large['images']:,}-image runs below, each "
+            f"extra image costs {1000 * slope:.2f} ms of wall time."
+        )
     return [
         "## Scaling with the number of images",
         "",
@@ -1438,11 +1450,11 @@ def _render_scaling(r: dict) -> list[str]:
             rows,
         ),
         "",
-        f"Wall time is linear in the number of images: {fit['slope_ms']:.2f} ms per image plus "
-        f"{fit['intercept_s']:.1f} s (R^2 = {fit['r2']:.4f}). The intercept (JVM start, JIT "
-        "warm-up, listing, worker start and model loads, and the PCA, write and report jobs) is "
-        "why small runs cost more per image; the featurize rate itself rises with size as that "
-        "start-up is amortised.",
+        f"A straight line through these points: {fit['slope_ms']:.2f} ms per image plus "
+        f"{fit['intercept_s']:.1f} s (R^2 = {fit['r2']:.3f}).{marginal} The fixed part (JVM "
+        "start, JIT warm-up, listing, worker start and model loads, the PCA, write and report "
+        "jobs) is why small runs cost more per image; the featurize rate itself rises with size "
+        "as that start-up is amortised.",
         "",
     ]
 
@@ -1591,8 +1603,61 @@ def _render_tuning(r: dict) -> list[str]:
         ),
         "",
     ]
+    out += _knob_findings(t)
     out += _recommendations(r)
     return out
+
+
+def _knob_findings(t: dict) -> list[str]:
+    runs = {run["label"].split(" (")[0]: run for run in t["runs"]}
+    default = t["runs"][0]
+    base_rate = default["featurize_images_per_s"]
+    base_cpu = sum(cpu_per_image(default))
+
+    def percent(ratio: float) -> str:
+        return f"{round(100 * (ratio - 1)):+d} %".replace("+0 %", "0 %")
+
+    def rate(label: str) -> str:
+        return percent(runs[label]["featurize_images_per_s"] / base_rate)
+
+    def cpu(label: str) -> str:
+        return percent(sum(cpu_per_image(runs[label])) / base_cpu)
+
+    def rss(label: str) -> str:
+        return _mb(max(runs[label]["memory"]["worker_rss_mb"] or [0]))
+
+    wanted = (
+        "--batch-size 1",
+        "--batch-size 32",
+        "--rows-per-arrow-batch 16",
+        "--rows-per-arrow-batch 1024",
+        "--images-per-partition 100",
+        "--threads-per-task 2",
+    )
+    if not all(label in runs for label in wanted):
+        return []
+    return [
+        "What the knobs do (images/s and CPU per image against the defaults; single runs, so a "
+        "few % either way is noise):",
+        "",
+        f"- `--batch-size`: 1 gives {rate('--batch-size 1')} images/s ({cpu('--batch-size 1')} "
+        f"CPU), 32 gives {rate('--batch-size 32')} ({cpu('--batch-size 32')} CPU) and worker "
+        f"RSS {rss('--batch-size 32')} instead of {rss('--batch-size 1')} at batch 1 and "
+        f"{_mb(max(default['memory']['worker_rss_mb']))} at 8. As in the ceiling table, batching "
+        "buys nothing on CPU; anything from 1 to 8 is fine, larger batches only cost memory.",
+        f"- `--rows-per-arrow-batch`: 16 gives {rate('--rows-per-arrow-batch 16')}, 1024 gives "
+        f"{rate('--rows-per-arrow-batch 1024')} with worker RSS "
+        f"{rss('--rows-per-arrow-batch 1024')}: at ~10 ms of work per image the per-batch "
+        "overhead does not matter, while the batch bounds how many decoded images (and, for "
+        "12 MP photos, how many megabytes of JPEG) a worker holds; 64 is a safe middle.",
+        f"- `--images-per-partition 100` against the automatic "
+        f"{images_per_partition(default['images'], CORES)}: "
+        f"{rate('--images-per-partition 100')}; the automatic size (about 8 tasks per core) "
+        "balances the cores without many small tasks.",
+        f"- `--threads-per-task 2` with 2 tasks on 2 cores: {rate('--threads-per-task 2')} "
+        f"images/s and {cpu('--threads-per-task 2')} CPU per image: oversubscription.",
+        "",
+    ]
 
 
 def _recommendations(r: dict) -> list[str]:
@@ -1846,6 +1911,37 @@ def measure(args: argparse.Namespace) -> dict:
     return results
 
 
+OWN_SECTIONS = (
+    "Summary",
+    "Ceiling",
+    "Decode",
+    "End to end",
+    "Naive",
+    "Scaling",
+    "Reduced-size",
+    "PCA",
+    "Tuning",
+)
+
+
+def foreign_sections(markdown: str) -> str:
+    """The ``## `` sections of an existing BENCHMARKS.md that this script does not write (added
+    by hand or by other scripts, e.g. benchmarks/quality.py's tables): kept on every rewrite."""
+    kept, keep = [], False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            title = line[3:].strip()
+            keep = not (title.startswith(OWN_SECTIONS) or title.endswith("-image load"))
+        if keep:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def write_markdown(path: Path, text: str) -> None:
+    others = foreign_sections(path.read_text()) if path.exists() else ""
+    path.write_text(text + (f"\n{others}\n" if others else ""))
+
+
 def print_tables(results: dict) -> None:
     print()
     print("\n".join(_render_summary(results)))
@@ -1899,7 +1995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = measure(args)
         save(results)
-    Path(args.out).write_text(render(results))
+    write_markdown(Path(args.out), render(results))
     print_tables(results)
     log(f"wrote {args.out}")
     return 0
