@@ -28,6 +28,13 @@ LOCAL_CLUSTER = "local-cluster[2,1,1024]"  # 2 executor JVMs, 1 core and 1024 MB
 ENV_PYTHON = "./environment/bin/python"  # the executors' interpreter: the unpacked archive
 
 
+def _run(command: list[str], cwd: Path, *, timeout: int) -> subprocess.CompletedProcess:
+    """A Spark command in ``cwd`` with this test's Spark environment, output captured."""
+    return subprocess.run(
+        command, cwd=cwd, env=spark_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _explain(result: subprocess.CompletedProcess) -> str:
     """The CLI's own error line first, then the end of the output without Java stack frames."""
     text = (result.stdout or "") + (result.stderr or "")
@@ -44,14 +51,7 @@ def test_run_on_local_cluster(tmp_path: Path) -> None:
         sys.executable, "-m", "fruitspark.cli", "run", "images", "out",
         "--master", LOCAL_CLUSTER, "--no-report",
     ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        cwd=tmp_path,
-        env=spark_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = _run(command, tmp_path, timeout=600)
     assert result.returncode == 0, _explain(result)
     summary = check_output(tmp_path / "out", labels)
     assert summary["spark"]["master"] == LOCAL_CLUSTER
@@ -91,14 +91,7 @@ def test_spark_submit_to_standalone_cluster(tmp_path: Path) -> None:
             fruitspark.cli.__file__,
             "run", str(tmp_path / "images"), str(output), "--overwrite", "--no-report",
         ]  # fmt: skip
-        result = subprocess.run(
-            command,
-            cwd=tmp_path,
-            env=spark_env(),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        result = _run(command, tmp_path, timeout=900)
         state = cluster.state(attempts=10)
         (tmp_path / "spark-submit.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, _explain(result)

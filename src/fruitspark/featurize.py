@@ -19,7 +19,7 @@ import pyarrow as pa
 from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
-from fruitspark.sources import ReadError, is_inside, read_bytes
+from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
 
 DESCRIPTORS = ("both", "cnn", "colour")
 FAULT_ENV = "FRUITSPARK_TEST_KILL_PARTITION"  # test-only: kill this partition's first attempt
@@ -167,8 +167,10 @@ def _contents(
     stored = batch.column("content").to_pylist() if has_content else [None] * len(paths)
     contents: list[bytes | None] = []
     failures: dict[int, str] = {}
+    check_root = bool(options.root) and not options.follow_symlinks
+    resolved_root = real_root(options.root) if check_root else None
     for index, (path, data) in enumerate(zip(paths, stored, strict=True)):
-        if options.root and not options.follow_symlinks and not is_inside(path, options.root):
+        if check_root and not is_inside(path, resolved_root):
             failures[index] = "outside the input root (a symlink): not followed"
             contents.append(None)
             continue

@@ -48,11 +48,15 @@ def resize_square(image: Image.Image, size: int) -> Image.Image:
 
 
 def to_tensor(image: Image.Image, normalisation: Normalisation) -> np.ndarray:
-    """HWC uint8 RGB to the CHW float32 tensor the network reads."""
-    pixels = np.asarray(image, dtype=np.float32)
-    mean = np.asarray(normalisation.mean, dtype=np.float32)
-    inverse_std = 1.0 / np.asarray(normalisation.std, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) * inverse_std).transpose(2, 0, 1))
+    """HWC uint8 RGB to the CHW float32 tensor the network reads.
+
+    Transposing the uint8 array first and normalising in place costs a quarter of converting
+    then transposing a float copy: this runs once per image on the executors.
+    """
+    chw = np.asarray(image).transpose(2, 0, 1).astype(np.float32, order="C")
+    chw -= np.asarray(normalisation.mean, dtype=np.float32)[:, None, None]
+    chw *= (1.0 / np.asarray(normalisation.std, dtype=np.float32))[:, None, None]
+    return chw
 
 
 def colour_histogram(image: Image.Image) -> np.ndarray:

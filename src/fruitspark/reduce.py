@@ -87,7 +87,7 @@ def add_pca(frame, model) -> object:
         F.when(F.col("features").isNotNull(), array_to_vector(F.col("features"))),
     )
     projected = model.transform(vectors.where(F.col(VECTOR_COL).isNotNull()))
-    kept = [c for c in frame.columns]
+    kept = frame.columns
     with_pca = projected.select(*kept, vector_to_array("pca_vector", "float32").alias("pca"))
     failed = vectors.where(F.col(VECTOR_COL).isNull()).select(
         *kept, F.lit(None).cast("array<float>").alias("pca")

@@ -161,13 +161,18 @@ def absolute_local(uri: str) -> str:
     return uri if "://" in uri or uri.startswith("file:") else os.path.abspath(uri)
 
 
-def is_inside(path: str, root: str) -> bool:
-    """Whether a local image resolves inside ``root`` (symlinks followed); remote paths are."""
-    local_path, local_root = local_path_of(path), local_path_of(root)
-    if local_path is None or local_root is None:
+def real_root(root: str) -> str | None:
+    """The input folder with symlinks resolved, as a prefix; None for a remote root."""
+    local_root = local_path_of(root)
+    return None if local_root is None else os.path.realpath(local_root).rstrip(os.sep) + os.sep
+
+
+def is_inside(path: str, resolved_root: str | None) -> bool:
+    """Whether a local image resolves inside ``resolved_root`` (see :func:`real_root`)."""
+    local_path = local_path_of(path)
+    if local_path is None or resolved_root is None:
         return True
-    real_root = os.path.realpath(local_root)
-    return os.path.realpath(local_path).startswith(real_root.rstrip(os.sep) + os.sep)
+    return os.path.realpath(local_path).startswith(resolved_root)
 
 
 def local_path_of(uri: str) -> str | None:
