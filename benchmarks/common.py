@@ -424,6 +424,7 @@ def monitored(command: list[str], log_file: Path, stdout=None) -> tuple[int, flo
             stderr=stream if stdout else subprocess.STDOUT,
             env=child_env(),
             text=True,
+            cwd=Path(__file__).resolve().parents[1],  # so that ``benchmarks`` imports
         )
         with ProcessMonitor(process.pid) as monitor:
             out, _ = process.communicate()

@@ -41,9 +41,10 @@ class Target:
         return " / ".join(f"`{key}`" for key in self.keys)
 
     def value(self, result: Mapping) -> float | None:
-        """The measured value from the section's result, or None if a key is missing."""
+        """The measured value from the section's result, or None if a key is missing (or not
+        a number)."""
         values = [lookup(result, key) for key in self.keys]
-        if any(value is None for value in values):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             return None
         if len(values) == 1:
             return float(values[0])

@@ -26,6 +26,7 @@ ORDER = (
     "tuning",
     "load",
     "quality",  # photos: accuracy on Fruits-360 and real photos (benchmarks/quality.py)
+    "test_suite",  # core: the suite's wall time before and after (issue 9), no module yet
 )
 
 
