@@ -113,10 +113,13 @@ TARGETS = (
 class Outcome:
     target: Target
     value: float | None
+    reduced: str = ""  # why the section's run was smaller than the real benchmark, if it was
 
     @property
     def measured(self) -> str:
-        return "not measured" if self.value is None else self.target.show(self.value)
+        if self.value is None:
+            return "not measured"
+        return self.target.show(self.value) + (f" ({self.reduced})" if self.reduced else "")
 
     @property
     def met(self) -> str:
@@ -125,14 +128,24 @@ class Outcome:
         return "met" if self.target.met(self.value) else "**not met**"
 
 
+def reduced_run(result: Mapping) -> str:
+    """ "quick run" or "N images" when the runner's record says the section ran smaller."""
+    run = result.get("_run") or {}
+    if run.get("limit"):
+        return f"{run['limit']:,} images"
+    return "quick run" if run.get("quick") else ""
+
+
 def evaluate(results: Mapping[str, Mapping], targets=TARGETS) -> list[Outcome]:
     """One outcome per target from the sections' results (section name -> result dict)."""
-    return [
-        Outcome(
-            target, target.value(results[target.section]) if target.section in results else None
-        )
-        for target in targets
-    ]
+    outcomes = []
+    for target in targets:
+        result = results.get(target.section)
+        if result is None:
+            outcomes.append(Outcome(target, None))
+        else:
+            outcomes.append(Outcome(target, target.value(result), reduced_run(result)))
+    return outcomes
 
 
 def render(results: Mapping[str, Mapping], targets=TARGETS) -> str:

@@ -38,6 +38,8 @@ def test_a_ratio_target_divides_the_first_key_by_the_second_and_applies_its_boun
     share = outcome({"e2e": E2E}, "outside featurize")
     assert share.value == pytest.approx(0.2)
     assert (share.measured, share.met) == ("20.0 %", "**not met**")
+    quick = outcome({"e2e": E2E | {"_run": RUN}}, "outside featurize")
+    assert quick.measured == "20.0 % (quick run)"
 
 
 def test_a_target_without_its_section_or_key_is_not_measured():
