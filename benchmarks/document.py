@@ -56,14 +56,15 @@ def run_line(run: Mapping | None) -> str:
     load = run.get("load", {})
     machine = run.get("machine", {})
     others = load.get("others_cores")
+    busy = "?" if others is None else f"{others:.2f}"
+    quiet = others is not None and others < 0.1
     parts = [
         f"Measured {run['date']}",
         f"on {machine.get('cpus', '?')} vCPU ({run.get('master', '?')})",
         f"in {load.get('seconds', 0):.0f} s",
-        "other processes used "
-        + ("?" if others is None else f"{others:.2f}")
-        + f" cores on average (load {load.get('loadavg_start', 0):.2f} → "
-        f"{load.get('loadavg_end', 0):.2f}); the machine was {run.get('machine_note', 'shared')}",
+        f"other processes used {busy} cores on average (load {load.get('loadavg_start', 0):.2f}"
+        f" → {load.get('loadavg_end', 0):.2f}): the machine was "
+        + ("quiet" if quiet else "**shared**, compare only ratios measured side by side"),
     ]
     if run.get("quick"):
         parts.append("quick run (reduced sizes)")
