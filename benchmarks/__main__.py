@@ -24,7 +24,7 @@ MARKDOWN = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 def measure_section(name: str, ctx: Context, machine: dict) -> dict:
     """``measure(ctx)`` of one section, with the runner's ``_run`` record added: machine,
     date, the load on the machine during the section, the run's options."""
-    module = sections.load(name)
+    module = sections.module(name)
     assert module is not None
     date = utc_now()
     log(f"section {name}: measuring")
@@ -46,7 +46,7 @@ def chosen_sections(only: str | None, quick: bool) -> list[str]:
     names = [name.strip() for name in only.split(",")] if only else list(sections.ORDER)
     chosen = []
     for name in names:
-        module = sections.load(name)
+        module = sections.module(name)
         if module is None:
             if only:
                 raise SystemExit(f"section {name!r} is not written yet (benchmarks/sections/)")

@@ -74,7 +74,7 @@ def run_line(run: Mapping | None) -> str:
 
 
 def render_section(name: str, result: Mapping) -> str:
-    module = sections.load(name)
+    module = sections.module(name)
     if module is None:
         return f"## {name}\n\nResults saved, but `benchmarks/sections/{name}.py` is missing.\n"
     body = module.render(result).strip()

@@ -90,7 +90,7 @@ def test_the_committed_results_render():
     assert results, "benchmarks/results/ holds no section result"
     text = document.render_document(results)
     for name in results:
-        module = sections.load(name)
+        module = sections.module(name)
         assert module is not None and f"## {module.TITLE}" in text
 
 
@@ -107,3 +107,44 @@ def test_input_trees_take_whole_classes_and_hard_link_distinct_paths(tmp_path: P
     linked = sample_files(tmp_path / "tree")
     assert len(linked) == 15 and linked[0].parts[0] == "c0"
     assert os.stat(source / files[0]).st_nlink == 4  # the original and three copies
+
+
+def fake_run(images: int, featurize_s: float = 10.0, wall_s: float = 30.0) -> dict:
+    """What ``e2e.measured_run`` returns, with made-up numbers."""
+    roles = {
+        "driver JVM": {"count": 1, "max_rss_mb": 1500.0, "max_pss_mb": 1400.0, "cpu_s": 20.0},
+        "python worker": {"count": 2, "max_rss_mb": 350.0, "max_pss_mb": 280.0, "cpu_s": 30.0},
+    }
+    cpu = {"driver JVM": 2.0, "python worker": 10.0, "all": 12.0}
+    return {"name": "r", "images": images, "featurised": images, "failed": 0, "accounting_ok": True,
+            "stages": {"list": 2.0, "featurize": featurize_s, "pca": 3.0, "total": wall_s - 2},
+            "featurize_images_per_s": images / featurize_s, "wall_s": wall_s,
+            "wall_images_per_s": images / wall_s, "pca_k": 10,
+            "settings": {"featurize_partitions": 4, "batch_size": 8, "model_loads": 2},
+            "processes": {"roles": roles, "worker_rss_mb": [350.0, 340.0], "others_cores": 0.5,
+                          "peak_total_rss_mb": 2200.0},
+            "cpu_ms_per_image": cpu, "cpu_ms_per_image_featurizing": cpu,
+            "peak_worker_rss_mb": 350.0, "outside_featurize_s": wall_s - featurize_s,
+            "speed_vs_default": 1.0, "cpu_vs_default": 1.0, "whole_to_bare": 0.5}  # fmt: skip
+
+
+def test_the_spark_sections_render_from_their_results():
+    bare = {"processes": 2, "threads": 1, "batch": 8, "images_per_s": 100.0, "before": 98.0,
+            "after": 102.0}  # fmt: skip
+    naive = fake_run(1000) | {"partitions": 30, "model_loads": 30}
+    results = {
+        "e2e": {"input": "in", "bare": bare, "run": fake_run(1000), "outside_featurize_s": 20.0},
+        "naive": {"naive": naive, "fruitspark": fake_run(1000), "speed_ratio": 2.0,
+                  "cpu_ratio": 0.5},
+        "scaling": {"bare": bare, "runs": [fake_run(1000), fake_run(3000, 20, 50)],
+                    "fit": {"slope_ms": 10.0, "intercept_s": 20.0, "r2": 1.0},
+                    "at_3000": {"bare": bare, "wall_images_per_s": 60.0}},
+        "tuning": {"images": 500, "runs": [fake_run(500) | {"label": "defaults"}]},
+        "load": {"runs": [fake_run(5000), fake_run(50000, 300, 400)],
+                 "large_vs_small_per_image": {"wall_s": 0.5, "outside_featurize_s": 0.3}},
+    }  # fmt: skip
+    text = document.render_document(results)
+    for name in results:
+        assert f"## {sections.module(name).TITLE}" in text
+    assert "**all** | 3 | 2,200 MB |  | **12.00** | 12.00 |" in text  # e2e's process table
+    assert outcome(results, "whole command at 3,000").measured == "0.60 x"

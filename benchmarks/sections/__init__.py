@@ -30,8 +30,9 @@ ORDER = (
 )
 
 
-def load(name: str) -> ModuleType | None:
-    """The section's module, or None if nobody has written it yet."""
+def module(name: str) -> ModuleType | None:
+    """The section's module, or None if nobody has written it yet (not called `load`: a
+    section of that name is a submodule, which would shadow it)."""
     if name not in ORDER:
         raise ValueError(f"unknown section {name!r}; known: {', '.join(ORDER)}")
     try:
