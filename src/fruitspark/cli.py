@@ -12,7 +12,7 @@ from pathlib import Path
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
 from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
-from fruitspark.model import BUILT_IN, DEFAULT_MODEL
+from fruitspark.model import BUILT_IN, DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS
 
 EXAMPLES = """examples:
   fruitspark demo                                   synthetic images, whole pipeline, report
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = run.add_argument_group("model")
     model.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"{', '.join(BUILT_IN)} or a .onnx file"
+    )
+    model.add_argument(
+        "--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help="built-in models only"
     )
     model.add_argument("--input-size", type=_positive, help="model input side in px")
     model.add_argument("--mean", type=_triple, help="per-channel mean, 0..255 scale (R,G,B)")
@@ -177,6 +180,7 @@ def command_run(args: argparse.Namespace) -> int:
         input=args.input,
         output=args.output,
         model=args.model,
+        precision=args.precision,
         input_size=args.input_size,
         mean=args.mean,
         std=args.std,

@@ -30,6 +30,7 @@ BUILT_IN = {
     for n in (0, 1, 2)
 }
 PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISION = "fp32"
 IMAGENET = Normalisation(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from fruitspark import __version__
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
-from fruitspark.model import BUILT_IN, DEFAULT_MODEL, resolve_model
+from fruitspark.model import BUILT_IN, DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS, resolve_model
 from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import add_pca, export_parameters, fit_pca
@@ -54,6 +54,10 @@ class RunConfig:
     input: str
     output: str
     model: str = DEFAULT_MODEL
+    precision: str = field(
+        default=DEFAULT_PRECISION,
+        metadata={"help": f"built-in model's weights and arithmetic: {' or '.join(PRECISIONS)}"},
+    )
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -102,6 +106,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
     with stages.time("model"):
         spec = resolve_model(
             config.model,
+            precision=config.precision,
             input_size=config.input_size,
             mean=config.mean,
             std=config.std,
@@ -222,6 +227,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             "mean": list(spec.normalisation.mean),
             "std": list(spec.normalisation.std),
             "sha256": spec.sha256,
+            "precision": spec.precision,
             "input_size": spec.input_size,
             "output": spec.output_name,
             "feature_dim": options.feature_dim(spec),
@@ -269,6 +275,11 @@ def _reusable_rows(spark, storage: Storage, listing, spec, options: FeaturizeOpt
     """Rows of the previous output whose file is unchanged (same path, size and mtime)."""
     before = storage.read_json(SUMMARY)
     model = before.get("model", {})
+    if model.get("precision", "fp32") != spec.precision:
+        raise OutputError(
+            f"cannot resume: the previous output was made in {model.get('precision', 'fp32')}, "
+            f"this run is {spec.precision}; features of both must not mix (use --overwrite)"
+        )
     if (model.get("sha256"), model.get("input_size"), model.get("descriptor")) != (
         spec.sha256,
         spec.input_size,
