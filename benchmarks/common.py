@@ -475,10 +475,13 @@ def fruitspark_run(ctx: Context, input_uri: Path | str, name: str, extra: Sequen
     }
 
 
-def run_python(ctx: Context, target: str, arguments: Sequence[str], name: str) -> dict:
+def run_python(
+    ctx: Context, target: str, arguments: Sequence[str], name: str, python: str = sys.executable
+) -> dict:
     """Call ``module:function(*arguments)`` in a fresh Python process (so a fresh JVM if it
-    starts Spark); the function returns a JSON-serialisable dict. Returns that dict plus
-    ``wall_s`` and ``processes`` (as ``fruitspark_run``)."""
+    starts Spark), of ``python`` (another venv's interpreter, say); the function returns a
+    JSON-serialisable dict. Returns that dict plus ``wall_s`` and ``processes`` (as
+    ``fruitspark_run``)."""
     module, function = target.split(":")
     code = (
         f"import json, {module} as m; "
@@ -486,7 +489,7 @@ def run_python(ctx: Context, target: str, arguments: Sequence[str], name: str) -
     )
     log(f"{name}: {target} {' '.join(arguments)}")
     log_file = ctx.work / "logs" / f"{name}.log"
-    command = [sys.executable, "-c", code]
+    command = [python, "-c", code]
     returncode, wall, processes, out = monitored(command, log_file, stdout=subprocess.PIPE)
     lines = [line for line in out.splitlines() if line.startswith(RESULT_MARK)]
     if returncode != 0 or not lines:

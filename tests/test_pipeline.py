@@ -122,6 +122,14 @@ def test_resume_refuses_another_descriptor(spark, first_run, subset):
         run(config, spark)
 
 
+def test_resume_refuses_another_precision(spark, first_run, subset):
+    output, summary = first_run
+    other = "int8" if summary.model.precision == "fp32" else "fp32"
+    config = RunConfig(input=str(subset), output=str(output), resume=True, precision=other)
+    with pytest.raises(OutputError, match=f"made in {summary.model.precision}, this run is"):
+        run(config, spark)
+
+
 def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path, monkeypatch):
     tracker = spark.sparkContext.statusTracker()
 

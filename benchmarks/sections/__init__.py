@@ -26,6 +26,7 @@ ORDER = (
     "tuning",
     "load",
     "quality",  # photos: accuracy on Fruits-360 and real photos (benchmarks/quality.py)
+    "models",  # ml: Lite0/1/2 x fp32/int8, speed and accuracy in one table
     "test_suite",  # core: the suite's wall time before and after (issue 9), no module yet
 )
 

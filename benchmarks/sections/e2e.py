@@ -33,7 +33,13 @@ def measured_run(ctx: Context, input_uri: Path, name: str, extra: tuple[str, ...
 
 
 def has_precision() -> bool:
-    return any(field.name == "precision" for field in dataclasses.fields(FeaturizeOptions))
+    from fruitspark.pipeline import RunConfig
+
+    return any(
+        field.name == "precision"
+        for options in (FeaturizeOptions, RunConfig)
+        for field in dataclasses.fields(options)
+    )
 
 
 def measure(ctx: Context) -> dict:

@@ -27,7 +27,14 @@ from fruitspark import __version__, sparkenv
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
 from fruitspark.layout import CSV, FEATURES, PCA_MODEL, PCA_NPZ, REPORT, SUMMARY, staged
-from fruitspark.model import DEFAULT_MODEL, ModelSpec, resolve_model
+from fruitspark.model import (
+    BUILT_IN,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    ModelSpec,
+    resolve_model,
+)
 from fruitspark.output import OutputError, RunLock, account, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import (
@@ -84,7 +91,14 @@ class RunConfig:
     input: str = field(metadata=_help("image folder, or manifest file (.parquet or .csv)"))
     output: str = field(metadata=_help("output folder (refused if it exists, see --overwrite)"))
     model: str = field(
-        default=DEFAULT_MODEL, metadata=_help(f"{DEFAULT_MODEL} or a .onnx file", group="model")
+        default=DEFAULT_MODEL,
+        metadata=_help(f"{', '.join(BUILT_IN)} or a .onnx file", group="model"),
+    )
+    precision: str = field(
+        default=DEFAULT_PRECISION,
+        metadata=_help(
+            "built-in model's weights and arithmetic", group="model", choices=PRECISIONS
+        ),
     )
     input_size: int | None = field(
         default=None,
@@ -275,6 +289,7 @@ def prepare(config: RunConfig) -> Prepared:
     started_at = datetime.now(timezone.utc)
     spec = resolve_model(
         config.model,
+        precision=config.precision,
         input_size=config.input_size,
         mean=config.mean,
         std=config.std,
@@ -510,10 +525,11 @@ def model_info(config: RunConfig, spec: ModelSpec, options: FeaturizeOptions) ->
     """The summary's model part: what ``predict`` and ``--resume`` need to rebuild or compare."""
     return ModelInfo(
         id=spec.model_id,
-        source=config.model if config.model == DEFAULT_MODEL else spec.path,
+        source=config.model if config.model in BUILT_IN else spec.path,
         mean=list(spec.normalisation.mean),
         std=list(spec.normalisation.std),
         sha256=spec.sha256,
+        precision=spec.precision,
         input_size=spec.input_size,
         output=spec.output_name,
         feature_dim=options.feature_dim(spec),
@@ -577,6 +593,11 @@ def _reusable_rows(context: RunContext, listing):
         return None
     before = load(context.storage.read_bytes(SUMMARY)).model
     now = model_info(context.config, context.spec, context.options)
+    if before.precision != now.precision:
+        raise OutputError(
+            f"cannot resume: the previous output was made in {before.precision}, this run is "
+            f"{now.precision}; features of both must not mix (use --overwrite)"
+        )
     if (before.sha256, before.input_size, before.descriptor, before.colour_weight) != (
         now.sha256, now.input_size, now.descriptor, now.colour_weight,
     ):  # fmt: skip

@@ -44,6 +44,7 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
     described = load(_load(model_dir, SUMMARY)).model
     spec = resolve_model(
         described.source or described.id,
+        precision=described.precision,
         input_size=described.input_size,
         mean=tuple(described.mean),
         std=tuple(described.std),

@@ -54,6 +54,7 @@ class ModelInfo:
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     sha256: str = ""
+    precision: str = "fp32"  # outputs of schema 1 were all fp32
     input_size: int = 0
     output: str | None = None
     feature_dim: int = 0
