@@ -51,7 +51,8 @@ def main(data: Path) -> None:
         for label in CLASSES:
             folder = TARGET / split / label
             folder.mkdir(parents=True)
-            for image in spread(list((data / "fruits360-sample" / split / label).glob("*.jpg")), count):
+            originals = list((data / "fruits360-sample" / split / label).glob("*.jpg"))
+            for image in spread(originals, count):
                 target = folder / image.name
                 with Image.open(image) as picture:
                     picture.convert("RGB").save(target, "JPEG", quality=QUALITY, optimize=True)

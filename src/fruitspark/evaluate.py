@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fruitspark.progress import tracked
+
 CLASSIFIER = "classifier"
 CLASSIFIER_NPZ = "classifier.npz"
 EVALUATION = "evaluation.json"
@@ -71,6 +73,7 @@ def softmax_top_k(
     return order, np.take_along_axis(probabilities, order, axis=1)
 
 
+@tracked("evaluate")
 def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) -> dict:
     """Train on ``split = train``, test on ``split = test``; write evaluation.json and the model."""
     from pyspark.ml.classification import LogisticRegression

@@ -166,14 +166,14 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             "nothing to reduce with PCA"
         )
 
-    with stages.time("pca"):
+    with stages.time("pca"), watch(spark, "pca"):
         fit = fit_pca(
             featurized,
             dimension=options.feature_dim(spec),
             k=config.pca_k,
             variance=None if config.pca_k else config.pca_variance,
         )
-    with stages.time("write"):
+    with stages.time("write"), watch(spark, "write"):
         final = add_pca(featurized, fit.model).select(*OUTPUT_COLUMNS)
         final.write.parquet(storage.uri(f"{staging}/{FEATURES}"))
         fit.model.write().save(storage.uri(f"{staging}/{PCA_MODEL}"))
@@ -201,6 +201,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
     for row in classes:
         per_label[row["label"]] += row["count"]
     finished_at = datetime.now(timezone.utc)
+    stages.seconds["total"] = round((finished_at - started_at).total_seconds(), 3)
     summary = {
         "fruitspark_version": __version__,
         "input": config.input,
@@ -256,7 +257,6 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
     if config.report:
         _stage_report(storage, staging, summary, written)
         parts.append(REPORT)
-    summary["stages"]["total"] = round((datetime.now(timezone.utc) - started_at).total_seconds(), 3)
     commit(storage, staging, parts, summary)
     if not accounting["ok"]:
         raise RunFailed(f"accounting failed: {accounting} (see {storage.uri(SUMMARY)})")
