@@ -1,4 +1,4 @@
-"""Progress bars of Spark stages: counts from Spark's own task tracking, the session left as found."""
+"""Progress bars of Spark stages: counts from Spark's task tracking, the session left as found."""
 
 from __future__ import annotations
 
