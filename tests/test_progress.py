@@ -47,7 +47,7 @@ def test_a_terminal_gets_a_live_bar_and_the_job_group_is_put_back(spark):
         assert context.getLocalProperty("spark.jobGroup.id").startswith("fruitspark-pca-")
         _slow_job(spark)
     drawn = terminal.getvalue()
-    assert "\r" in drawn and "pca: 100%" in drawn and "6/6" in drawn and " tasks/s" in drawn
+    assert "\r" in drawn and "pca: 100%" in drawn and "6/6" in drawn and "tasks/s" in drawn
     assert context.getLocalProperty("spark.jobGroup.id") == "users-group"
     assert context.getLocalProperty("spark.job.description") == "the user's own description"
     context.setLocalProperty("spark.jobGroup.id", None)
@@ -73,7 +73,7 @@ def test_tracked_counts_tasks_of_the_function_session(spark, capsys):
     assert evaluate_like("out") == 60, "the active session when none is given"
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and all(line.startswith("evaluate: 100%") for line in lines)
-    assert all("3/3 [" in line and " tasks/s]" in line for line in lines)
+    assert all("3/3 [" in line and "tasks/s]" in line for line in lines)
 
 
 CONNECT_SCRIPT = """

@@ -111,7 +111,7 @@ class _Bar:
 
     def __init__(self, stage: str, total: int | None, unit: str, stream: TextIO) -> None:
         self.stage, self.total, self.stream = stage, total, stream
-        self.unit = " " + (unit if total is not None else "tasks")  # "12.3 images/s"
+        self.unit = unit if total is not None else "tasks"
         self.started = time.monotonic()
         self.logged_decile = 0
         interactive = stream.isatty() or (stream is sys.stderr and in_notebook())
