@@ -18,6 +18,7 @@ is written per 10 %. ``TQDM_DISABLE=1`` turns every bar off.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import sys
 import threading
@@ -41,10 +42,12 @@ def in_notebook() -> bool:
 
 
 def _bar_class(stream: TextIO) -> type[tqdm]:
-    if stream is sys.stderr and in_notebook():
+    """tqdm.auto's widget in Jupyter when ipywidgets is there; the text bar otherwise (which
+    Jupyter also redraws in place), rather than tqdm.auto's warning."""
+    if stream is sys.stderr and in_notebook() and importlib.util.find_spec("ipywidgets"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TqdmExperimentalWarning)
-            from tqdm.auto import tqdm as auto  # a widget with ipywidgets, else text
+            from tqdm.auto import tqdm as auto
 
         return auto
     return tqdm
