@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from fruitspark.report import MAX_ERROR_ROWS, write_report
+from fruitspark.report import MAX_ERROR_ROWS, THUMBNAIL_SIDE, label_colour, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT_LABEL = '<script>alert("x")</script>'
@@ -294,7 +294,9 @@ def test_labels_and_paths_are_escaped_everywhere(report: tuple[Path, str]) -> No
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     page = _parse(html)
     scripts = [attrs for tag, attrs in page.tags if tag == "script"]
-    assert len(scripts) == 2, "plotly.js once, then the page's own script"
+    assert len(scripts) == 2, "plotly.js once (gzipped data), then the page's own script"
+    assert [a.get("type") for a in scripts] == ["application/octet-stream", None]
+    assert html.count("plotly-bundle") == 2, "the bundle, and the one place that unpacks it"
     assert all(
         tag != "img" or (attrs.get("src") or "").startswith("data:") for tag, attrs in page.tags
     )
@@ -347,9 +349,11 @@ def test_counts_and_run_summary_are_shown(report: tuple[Path, str]) -> None:
         ("featurise", "1 min 35 s"),
         ("pca", "12.0 s"),
         ("write", "4.00 s"),
+        ("other", "12.2 s"),
         ("total", "2 min 05 s"),
     ]
     assert '<td class="num muted">76%</td>' in stages.group(1), "share of the run's own total"
+    assert '<td class="num muted">10%</td>' in stages.group(1), "start-up, in no stage"
 
 
 def test_errors_and_thumbnails_are_listed(report: tuple[Path, str]) -> None:
@@ -369,8 +373,8 @@ def test_errors_and_thumbnails_are_listed(report: tuple[Path, str]) -> None:
         data = attrs["src"].removeprefix("data:image/jpeg;base64,")
         with Image.open(io.BytesIO(base64.b64decode(data))) as image:
             sizes.append(image.size)
-    assert max(max(size) for size in sizes) <= 96
-    assert (43, 96) in sizes, "aspect ratio kept for the 90 x 200 image"
+    assert max(max(size) for size in sizes) == THUMBNAIL_SIDE
+    assert (32, 72) in sizes, "aspect ratio kept for the 90 x 200 image"
 
 
 def test_without_evaluation_many_errors_and_failed_accounting(tmp_path: Path) -> None:
@@ -443,7 +447,7 @@ def test_report_renders_in_a_real_browser(tmp_path: Path, browser) -> None:
     page = watched.page
     page.goto(report.as_uri(), wait_until="load")
     page.wait_for_function(
-        "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=15_000
+        "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=15_000
     )
     state = page.evaluate(
         """() => {
@@ -457,6 +461,9 @@ def test_report_renders_in_a_real_browser(tmp_path: Path, browser) -> None:
                 errors: rows("errors-table"),
                 perClass: rows("per-class-table"),
                 pairs: rows("pairs-table"),
+                confusion: rows("confusion-table"),
+                confusionCells: document.querySelectorAll("#confusion-table tbody td").length,
+                colours: Object.fromEntries(gd._fullData.map(t => [t.name, t.marker.color])),
                 thumbs: document.querySelectorAll("figure.thumb").length,
                 images: Array.from(document.images).filter(i => i.naturalWidth > 0).length,
                 foreignImages: document.querySelectorAll('img:not([src^="data:"])').length,
@@ -481,10 +488,15 @@ def test_report_renders_in_a_real_browser(tmp_path: Path, browser) -> None:
     assert watched.problems == []
     assert watched.dialogs == []
     assert watched.foreign == []
-    assert state["plots"] == 4  # variance, scatter, classes, confusion
+    assert state["plots"] == 3  # variance, scatter, classes
+    assert state["confusion"] == 3 and state["confusionCells"] == 9
     assert state["traces"] == len(LABELS)
     assert state["points"] == len(LABELS) * PER_LABEL
     assert sorted(state["legend"]) == sorted(LABELS), "class names shown exactly as written"
+    escaped = {label.replace("<", "&lt;").replace(">", "&gt;"): label for label in LABELS}
+    assert {escaped[name]: colour for name, colour in state["colours"].items()} == {
+        label: label_colour(label) for label in LABELS
+    }
     assert state["errors"] == len(ERRORS)
     assert state["perClass"] == len(LABELS)
     assert state["pairs"] == 2
@@ -519,3 +531,51 @@ def test_content_security_policy_blocks_injected_markup(tmp_path: Path, browser)
     assert sum("Loading the image" in p for p in blocked) == 1
     others = set(watched.problems) - set(blocked)
     assert others <= {f"request failed: {report.parent.as_uri()}/x"}
+
+
+# --- size, colours, empty sections ------------------------------------------------------------
+
+
+def test_the_page_is_small_and_bounded_for_any_run(tmp_path: Path) -> None:
+    """A few hundred images stay under 1 MB; 30,000 images and 5,000 failures barely more."""
+    small = write_report(_write_output(tmp_path / "small"))
+    assert small.stat().st_size < 1_000_000
+    big = _write_output(tmp_path / "big", extra_errors=5_000)
+    rng = np.random.default_rng(1)
+    rows = [
+        {"path": f"/data/Training/Class {i % 300}/a rather long file name {i:06d}.jpg",
+         "label": f"Class {i % 300}", "split": "train", "width": 100, "height": 100,
+         "pca": rng.normal(size=PCA_K).astype(np.float32).tolist(), "error": None}
+        for i in range(30_000)
+    ]  # fmt: skip
+    schema = pq.read_schema(big / "features" / "part-00000.snappy.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), big / "features" / "part-2.parquet")
+    summary = json.loads((big / "summary.json").read_text())
+    summary["labels"] = {f"Class {i}": 100 for i in range(300)}
+    (big / "summary.json").write_text(json.dumps(summary))
+    size = write_report(big).stat().st_size
+    assert size < 2_000_000, size
+    assert size < 2.5 * small.stat().st_size
+
+
+def test_class_colours_are_stable_and_natural_where_the_name_says() -> None:
+    assert label_colour("Orange") == label_colour("Orange") == "#f28c28"
+    assert label_colour("Apple Granny Smith").startswith("#") and label_colour("Kiwi") != "#000"
+    red, green, blue = (int(label_colour("Orange")[i : i + 2], 16) for i in (1, 3, 5))
+    assert red > green > blue, "orange looks orange"
+    red, green, blue = (int(label_colour("Limes")[i : i + 2], 16) for i in (1, 3, 5))
+    assert green > red and green > blue, "limes look green"
+    other = {label_colour(f"Class {i}") for i in range(50)}
+    assert len(other) > 40 and all(c.startswith("hsl(") for c in other)
+
+
+def test_empty_evaluation_sections_say_none(tmp_path: Path) -> None:
+    output = _write_output(tmp_path)
+    evaluation = json.loads((output / "evaluation.json").read_text())
+    evaluation.update(confused_pairs=[], misclassified=[], top1=1.0)
+    (output / "evaluation.json").write_text(json.dumps(evaluation))
+    html = write_report(output).read_text(encoding="utf-8")
+    page = _parse(html)
+    assert page.text_by_id["pairs-none"].startswith("None")
+    assert page.text_by_id["thumbs-none"].startswith("None")
+    assert 'id="pairs-table"' not in html

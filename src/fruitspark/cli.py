@@ -12,12 +12,13 @@ from pathlib import Path
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
 from fruitspark.evaluate import EvaluateOptions
+from fruitspark.layout import REPORT
 from fruitspark.options import add_options, build
 from fruitspark.pipeline import RunConfig
 from fruitspark.summary import Summary, variance_kept
 
 EXAMPLES = """examples:
-  fruitspark demo                                   synthetic images, whole pipeline, report
+  fruitspark demo                                   216 real images, whole pipeline, report
   fruitspark run ../shared/data/fruits360-sample out --overwrite
   fruitspark evaluate out                           accuracy on the Test split, in the report
   fruitspark predict out photo.jpg other.png        top-5 fruit for new photos
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_master(run)
 
     demo = commands.add_parser(
-        "demo", help="run everything on a small synthetic image set (no download)"
+        "demo", help="run everything on the small real image set shipped with fruitspark"
     )
     demo.add_argument("--dir", default="fruitspark-demo", help="where to write images and results")
     _add_master(demo)
@@ -101,25 +102,31 @@ def command_run(args: argparse.Namespace) -> int:
     config = build(RunConfig, args)
     summary = run(config, master=args.master)
     _print_summary(summary)
+    if config.report:
+        print(f"Report: {summary.output.rstrip('/')}/{REPORT}")
     return 0
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from fruitspark.demo import make_demo_images
+    from fruitspark.demo import prepare_demo_images
     from fruitspark.evaluate import evaluate
     from fruitspark.pipeline import refresh_report, run
 
     root = Path(args.dir).resolve()
     images, output = root / "images", root / "output"
-    count = make_demo_images(images)
-    print(f"Wrote {count} SYNTHETIC images (drawn shapes, not real fruit) to {images}")
+    count, real = prepare_demo_images(images)
+    kind = "real Fruits-360 images (CC BY-SA 4.0)" if real else "SYNTHETIC images (drawn shapes)"
+    print(f"{count} {kind} in {images}")
     spark = _session(args)
     summary = run(RunConfig(input=str(images), output=str(output), overwrite=True), spark)
     _print_summary(summary)
     scores = evaluate(str(output), spark)
     refresh_report(str(output), spark)
-    print(f"Test top-1 {scores['top1']:.3f}, top-5 {scores['top5']:.3f} on synthetic classes")
-    print(f"Report: {output / 'report.html'}")
+    print(
+        f"Test top-1 {scores['top1']:.3f}, top-5 {scores['top5']:.3f} on "
+        f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
+    )
+    print(f"Report: {output / REPORT}")
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fruitspark.layout import CLASSIFIER, CLASSIFIER_NPZ, EVALUATION, FEATURES, PREDICTIONS, SUMMARY
+from fruitspark.progress import tracked
 
 MAX_MISCLASSIFIED = 48
 WORST_CLASSES = 12
@@ -72,6 +73,7 @@ def softmax_top_k(
     return order, np.take_along_axis(probabilities, order, axis=1)
 
 
+@tracked("evaluate")
 def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) -> dict:
     """Train on ``split = train``, test on ``split = test``; write evaluation.json and the model."""
     from pyspark.ml.classification import LogisticRegression

@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -243,14 +243,19 @@ def job_group(run_id: str, stage: str) -> str:
 
 
 @contextmanager
-def stage(context: RunContext, name: str) -> Iterator[Clock]:
-    """Time a stage and tag its Spark jobs; the hook a progress display plugs into."""
-    sparkenv.set_job(context.spark, job_group(context.run_id, name), f"fruitspark {name}")
+def stage(
+    context: RunContext, name: str, *, bar: bool = False, total: int | None = None
+) -> Iterator[Clock]:
+    """Time a stage and tag its Spark jobs; with ``bar``, a progress bar (of ``total`` images,
+    else of tasks) follows them. Quick stages go without one."""
+    group = job_group(context.run_id, name)
+    sparkenv.set_job(context.spark, group, f"fruitspark {name}")
     clock = Clock()
-    try:
-        yield clock
-    finally:
-        clock.seconds = round(time.perf_counter() - clock.started, 3)
+    with watch(context.spark, name, total, group=group) if bar else nullcontext():
+        try:
+            yield clock
+        finally:
+            clock.seconds = round(time.perf_counter() - clock.started, 3)
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -387,10 +392,8 @@ def featurize_images(context: RunContext, listed: Listed) -> Featurized:
         confs.update(zip(FILE_CONFS, (per_task * 2 * open_cost, open_cost), strict=True))
     else:  # paths read by the workers: as many tasks as the count asks for
         todo = todo.repartition(max(1, math.ceil(todo_count / per_task)))
-    group = job_group(context.run_id, "featurize")
     with (
-        stage(context, "featurize") as clock,
-        watch(spark, group, todo_count),
+        stage(context, "featurize", bar=True, total=todo_count) as clock,
         sparkenv.temporary_conf(spark, confs),
     ):
         fresh, model_loads = featurize(todo, context.spec, context.options)
@@ -408,7 +411,7 @@ def reduce_features(context: RunContext, featurized: Featurized) -> Reduced:
     """PCA sums on the executors from the cache, the eigendecomposition on the driver."""
     config = context.config
     dimension = context.options.feature_dim(context.spec)
-    with stage(context, "reduce") as clock:
+    with stage(context, "reduce", bar=True) as clock:
         stats = moments(featurized.rows, dimension=dimension, parallelism=context.parallelism)
         if stats.count == 0:
             raise RunFailed(
@@ -430,7 +433,7 @@ def write_outputs(context: RunContext, featurized: Featurized, reduced: Reduced)
     """Features with their projection, written once; the PCA model in Spark ML's format and npz."""
     spark, storage, run_id = context.spark, context.storage, context.run_id
     fit = reduced.fit
-    with stage(context, "write") as clock:
+    with stage(context, "write", bar=True) as clock:
         shipped = sparkenv.ship(spark, (fit.mean, fit.components))
         final = add_pca(featurized.rows, fit, shipped).select(*OUTPUT_COLUMNS)
         final.write.parquet(storage.uri(staged(run_id, FEATURES)))
