@@ -46,6 +46,7 @@ from PIL import Image
 
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, describe_images
+from fruitspark.formats import IMAGE_SUFFIXES
 from fruitspark.model import ModelSpec, embed, new_session, resolve_model
 from fruitspark.preprocess import colour_histogram, resize_square, to_tensor
 from fruitspark.sources import images_per_partition
@@ -61,7 +62,6 @@ WINDOWS = 3  # every short measurement is repeated (or windowed) three times; me
 PIPELINE_BATCH = FeaturizeOptions.batch_size
 PIPELINE_ROWS = 64  # RunConfig.rows_per_arrow_batch
 RESULT_MARK = "BENCH_RESULT "
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 PCA_RANK = 64  # synthetic features: a rank-64 signal plus noise, so k at 95 % is meaningful
 TUNING = (  # name, extra CLI arguments
     ("defaults (batch 8, 64 rows/Arrow batch, auto partitions)", ()),

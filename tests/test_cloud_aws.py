@@ -187,6 +187,25 @@ def test_sync_uploads_images_only_then_skips_unchanged_and_reuploads_changed(aws
     )
 
 
+def test_sync_uploads_exactly_the_files_that_run_lists(aws, spark, tmp_path):
+    """One list of extensions: what ``run`` reads from a folder is what ``cloud sync`` uploads."""
+    from fruitspark.formats import IMAGE_EXTENSIONS
+    from fruitspark.sources import read_folder
+
+    root = tmp_path / "data"
+    names = [f"Fruit/lower.{e}" for e in IMAGE_EXTENSIONS]
+    names += [f"Fruit/UPPER.{e.upper()}" for e in IMAGE_EXTENSIONS]
+    for name in [*names, "Fruit/notes.txt", "Fruit/scan.tiff.bak", "Fruit/README"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"bytes of " + name.encode())
+    listed = read_folder(spark, str(root)).select("path").collect()
+    run_reads = sorted(row["path"].split(f"{root}/", 1)[1] for row in listed)
+    assert run_reads == sorted(names)
+
+    result = sync(root, f"s3://{BUCKET}/all", aws=aws)
+    assert [key.removeprefix("all/") for key in result.uploaded] == run_reads
+
+
 def test_sync_decides_from_stored_md5_when_the_etag_is_not_one(aws, tmp_path, monkeypatch):
     _tree(tmp_path / "data")
     sync(tmp_path / "data", f"s3://{BUCKET}/images", aws=aws)

@@ -122,17 +122,12 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
     ``content`` column; without it each worker reads its own images by path. Returns the new
     frame and an accumulator that counts model loads (one per Python worker, if all is well).
     """
-    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-
     spark = frame.sparkSession
     model_bytes = spark.sparkContext.broadcast(Path(spec.path).read_bytes())
     model_loads = spark.sparkContext.accumulator(0)
     has_content = "content" in frame.columns
     kept = [field for field in frame.schema.fields if field.name != "content"]
-    timezone = spark.conf.get("spark.sql.session.timeZone")
-    output_schema = pa.schema(
-        [*(to_arrow_schema(_struct(kept), timezone=timezone) if kept else []), *RESULT_FIELDS]
-    )
+    kept_names = [field.name for field in kept]
     kill_partition = os.environ.get(FAULT_ENV)
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -149,15 +144,35 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
             paths = batch.column("path").to_pylist()
             contents, read_failures = _contents(batch, paths, has_content, options)
             results = describe_images(contents, session, spec, options)
-            yield _to_batch(batch, output_schema, results, read_failures)
+            yield _to_batch(batch, kept_names, results, read_failures)
 
-    return frame.mapInArrow(featurize_partition, from_arrow_schema(output_schema)), model_loads
+    return frame.mapInArrow(featurize_partition, _output_schema(kept)), model_loads
 
 
-def _struct(fields):
-    from pyspark.sql.types import StructType
+def _output_schema(kept):
+    """The Spark schema of the output: the input's columns but ``content``, then the results.
 
-    return StructType(fields)
+    Declared in Spark types, not converted from Arrow, so that it means the same on PySpark 3.5
+    and 4.x; the kept columns travel back with the very Arrow types the JVM sent them in.
+    """
+    from pyspark.sql.types import (
+        ArrayType,
+        FloatType,
+        IntegerType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    return StructType(
+        [
+            *kept,
+            StructField("width", IntegerType()),
+            StructField("height", IntegerType()),
+            StructField("features", ArrayType(FloatType())),
+            StructField("error", StringType()),
+        ]
+    )
 
 
 def _contents(
@@ -185,7 +200,7 @@ def _contents(
 
 def _to_batch(
     batch: pa.RecordBatch,
-    schema: pa.Schema,
+    kept_names: list[str],
     results: list[ImageResult],
     failures: dict[int, str],
 ) -> pa.RecordBatch:
@@ -194,12 +209,9 @@ def _to_batch(
         result if error is None else ImageResult(None, None, None, error)
         for result, error in zip(results, errors, strict=True)
     ]
+    schema = pa.schema([*(batch.schema.field(name) for name in kept_names), *RESULT_FIELDS])
     columns = [
-        batch.column(field.name).cast(field.type)
-        for field in schema
-        if field.name in batch.schema.names
-    ]
-    columns += [
+        *(batch.column(name) for name in kept_names),
         pa.array([result.width for result in kept], pa.int32()),
         pa.array([result.height for result in kept], pa.int32()),
         pa.array([result.features for result in kept], pa.list_(pa.float32())),

@@ -13,7 +13,8 @@ import os
 import re
 from urllib.parse import urlparse
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+from fruitspark.formats import IMAGE_EXTENSIONS
+
 # Hadoop globs are case-sensitive: "*.{[jJ][pP][gG],...}" matches every case of every extension.
 IMAGE_GLOB = (
     "*.{"
