@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from fruitspark.cloud.node_requirements import node_requirements
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fruits360-sample"
 CACHE = Path(os.environ.get("FRUITSPARK_TEST_CACHE", "/tmp/fruitspark-test-cache"))
@@ -274,26 +276,6 @@ def build_wheel(dest: Path) -> Path:
     return wheel
 
 
-def runtime_requirements(wheel: Path, exclude: tuple[str, ...] = ("pyspark",)) -> list[str]:
-    """The wheel's own Requires-Dist (no extras), less ``exclude``."""
-    with zipfile.ZipFile(wheel) as archive:
-        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        text = archive.read(name).decode()
-    requirements = []
-    for line in text.splitlines():
-        if not line.startswith("Requires-Dist:"):
-            continue
-        requirement = line.split(":", 1)[1].strip()
-        if "extra ==" in requirement:
-            continue
-        project = requirement.split(";")[0]
-        for stop_char in "<>=!~[ (":
-            project = project.split(stop_char)[0]
-        if project.strip().lower().replace("_", "-") not in exclude:
-            requirements.append(requirement)
-    return requirements
-
-
 def driver_pins() -> list[str]:
     """``name==version`` of every distribution here: the executors get the driver's versions."""
     pins = {}
@@ -328,7 +310,7 @@ def packed_env(cache: Path = CACHE) -> Path:
         scratch = cache / f"build-{uuid.uuid4().hex[:8]}"
         try:
             wheel = build_wheel(scratch / "dist")
-            requirements = runtime_requirements(wheel)
+            requirements = node_requirements(str(wheel))
             pins = driver_pins()
             base_key = _key(sys.version, sys.executable, *requirements, *pins)
             target = cache / f"env-{_key(base_key, _wheel_digest(wheel))}" / "environment.tar.gz"
