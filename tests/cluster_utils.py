@@ -378,6 +378,43 @@ def _prune(cache: Path, pattern: str, keep: Path, count: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# --- an EMR 7 node's environment -----------------------------------------------------------
+
+EMR_SPARK = "3.5.6"  # the Spark of EMR 7.12 and 7.13 (fruitspark/cloud/emr_releases.json)
+
+
+def emr_node_env(cache: Path = CACHE) -> Path:
+    """A venv built as ``bootstrap.sh`` builds an EMR node's, next to PySpark ``EMR_SPARK``.
+
+    The same requirement extraction (:func:`node_requirements` on the wheel), binary wheels
+    only, then the wheel without its dependencies; EMR's own Spark is stood in for by PyPI's
+    pyspark of the same version. Cached under ``cache`` by interpreter and requirements.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch = cache / f"build-{uuid.uuid4().hex[:8]}"
+        try:
+            wheel = build_wheel(scratch / "dist")
+            requirements = node_requirements(str(wheel))
+            key = _key(sys.version, *requirements, EMR_SPARK, _wheel_digest(wheel))
+            venv = cache / f"emr-node-{key}"
+            if not (venv / "complete").is_file():
+                shutil.rmtree(venv, ignore_errors=True)
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+                pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+                binary = [*pip, "--only-binary=:all:"]
+                subprocess.run([*binary, *requirements], check=True)
+                subprocess.run([*pip, f"pyspark=={EMR_SPARK}"], check=True)  # an sdist on PyPI
+                subprocess.run([*pip, "--no-deps", str(wheel)], check=True)
+                (venv / "complete").write_text("")
+            os.utime(venv)
+            _prune(cache, "emr-node-*", keep=venv, count=1)
+            return venv
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 # --- checking an output -------------------------------------------------------------------
 
 

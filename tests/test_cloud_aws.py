@@ -254,6 +254,27 @@ def test_sync_writes_a_parquet_manifest_whose_paths_are_the_uploaded_objects(aws
     assert sorted(r["size"] for r in rows) == sorted(len(v) for v in images.values())
 
 
+def test_a_manifests_image_count_feeds_the_estimate_shown_before_the_cluster_starts(
+    aws, artifacts, tmp_path
+):
+    from fruitspark.cloud.estimate import manifest_images
+
+    images = _tree(tmp_path / "data")
+    for name in ("images.parquet", "images.csv"):
+        uri = f"s3://{BUCKET}/manifests/{name}"
+        sync(tmp_path / "data", f"s3://{BUCKET}/images/", aws=aws, manifest_uri=uri)
+        assert manifest_images(aws.s3, uri) == len(images)
+    seen = []
+
+    def on_plan(the_plan):
+        seen.append((the_plan.headline(), aws.emr.list_clusters()["Clusters"]))
+
+    _run(aws, artifacts, tmp_path, wait=False, images=len(images), on_plan=on_plan)
+    ((headline, clusters_then),) = seen
+    assert clusters_then == [] and aws.emr.list_clusters()["Clusters"]
+    assert "emr-7.12.0: Spark 3.5.6; about " in headline and headline.endswith(" USD")
+
+
 def test_sync_writes_a_local_csv_manifest_even_when_nothing_changed(aws, tmp_path):
     _tree(tmp_path / "data")
     sync(tmp_path / "data", f"s3://{BUCKET}/images", aws=aws)
