@@ -129,6 +129,14 @@ class Cluster:
                 time.sleep(0.5)
         raise AssertionError("unreachable")
 
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker ``index``'s process group: its JVM, its executors and their Python.
+
+        What a lost node looks like to the driver; the master (processes[0]) is left alone.
+        """
+        os.killpg(self.processes[1 + index].pid, signal.SIGKILL)
+        self.processes[1 + index].wait()
+
     def logs(self, lines: int = 40) -> str:
         parts = []
         for log in sorted(self.root.glob("*.log")):
@@ -208,6 +216,19 @@ def _wait(cluster: Cluster, ready, timeout: float, what: str) -> None:
             pass  # not listening yet, or answering before its state is complete
         time.sleep(0.5)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n{cluster.logs()}")
+
+
+def wait_for_committed_task(output: Path, process: subprocess.Popen, timeout: float) -> None:
+    """Until a featurize task has committed into ``output``'s staging: the job is mid-stage.
+
+    Spark's file committer moves each finished task's files to ``_temporary/0/task_*`` and the
+    whole folder into place only when the last task is done.
+    """
+    deadline = time.monotonic() + timeout
+    while not list(output.glob("_staging/*/featurized/_temporary/0/task_*")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"featurize never got going (exit {process.returncode})")
+        time.sleep(0.1)
 
 
 def _marked_pids(marker: str) -> list[int]:

@@ -2,16 +2,15 @@
 
 The per-image work (:func:`describe_images`) is plain Python over a session passed in, so it runs
 the same in a Spark worker, in ``fruitspark predict`` and in a unit test. :func:`featurize` wraps it
-in ``mapInArrow``: the model's bytes travel once per executor as a broadcast, and each Python worker
-loads them into an ONNX Runtime session once and keeps it for every task it serves.
+in ``mapInArrow``: the model's bytes travel once per executor (a broadcast, or a session artifact
+on Spark Connect: see :mod:`fruitspark.sparkenv`), and each Python worker loads them into an ONNX
+Runtime session once and keeps it for every task it serves.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +19,9 @@ from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
+from fruitspark.sparkenv import counter, ship_file
 
 DESCRIPTORS = ("both", "cnn", "colour")
-FAULT_ENV = "FRUITSPARK_TEST_KILL_PARTITION"  # test-only: kill this partition's first attempt
 
 
 @dataclass(frozen=True)
@@ -120,27 +119,24 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
 
     ``frame`` has a ``path`` column and, when Spark's binaryFile source read the bytes, a
     ``content`` column; without it each worker reads its own images by path. Returns the new
-    frame and an accumulator that counts model loads (one per Python worker, if all is well).
+    frame and an accumulator that counts model loads (one per Python worker, if all is well), or
+    None on Spark Connect, which has no accumulators.
     """
     spark = frame.sparkSession
-    model_bytes = spark.sparkContext.broadcast(Path(spec.path).read_bytes())
-    model_loads = spark.sparkContext.accumulator(0)
+    model_bytes = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
+    model_loads = counter(spark)
+    count_load = (lambda: None) if model_loads is None else (lambda: model_loads.add(1))
     has_content = "content" in frame.columns
     kept = [field for field in frame.schema.fields if field.name != "content"]
     kept_names = [field.name for field in kept]
-    kill_partition = os.environ.get(FAULT_ENV)
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         session = (
             None
             if options.descriptor == "colour"
-            else cached_session(
-                spec, options.threads, lambda: model_bytes.value, lambda: model_loads.add(1)
-            )
+            else cached_session(spec, options.threads, model_bytes, count_load)
         )
-        for number, batch in enumerate(batches):
-            if number == 1 and kill_partition is not None:
-                _maybe_die(int(kill_partition))
+        for batch in batches:
             paths = batch.column("path").to_pylist()
             contents, read_failures = _contents(batch, paths, has_content, options)
             results = describe_images(contents, session, spec, options)
@@ -218,12 +214,3 @@ def _to_batch(
         pa.array(errors, pa.string()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _maybe_die(partition: int) -> None:
-    """Test-only fault switch: the first attempt of one task dies as an OOM-killed worker would."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    if context and context.partitionId() == partition and context.attemptNumber() == 0:
-        os._exit(137)

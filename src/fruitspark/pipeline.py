@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from fruitspark import __version__
+from fruitspark import __version__, sparkenv
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
 from fruitspark.model import DEFAULT_MODEL, resolve_model
@@ -119,8 +119,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         }
     )
     staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
-    context = spark.sparkContext
-    parallelism = context.defaultParallelism
+    parallelism = sparkenv.parallelism(spark)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.rows_per_arrow_batch)
 
     with stages.time("list"):
@@ -156,7 +155,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             fresh = fresh.unionByName(previous)
         if empty is not None:
             fresh = fresh.unionByName(_empty_rows(empty))
-        featurize_partitions = fresh.rdd.getNumPartitions()
+        featurize_partitions = sparkenv.num_partitions(fresh)
         fresh.write.parquet(featurized_uri)
     featurized = spark.read.parquet(featurized_uri)
     if featurized.where("features IS NOT NULL").limit(1).count() == 0:
@@ -242,13 +241,9 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             "max_partition_bytes": max_bytes,
             "parallelism": parallelism,
             "featurize_partitions": featurize_partitions,
-            "model_loads": model_loads.value,
+            "model_loads": None if model_loads is None else model_loads.value,
         },
-        "spark": {
-            "master": context.master,
-            "version": spark.version,
-            "app_id": context.applicationId,
-        },
+        "spark": {**sparkenv.application(spark), "version": spark.version},
         "labels": dict(sorted(per_label.items())),
         "class_counts": [row.asDict() for row in classes],
     }

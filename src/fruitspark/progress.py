@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from fruitspark.sparkenv import status_tracker
+
 
 def format_progress(done: int, total: int, elapsed: float) -> str:
     rate = done / elapsed if elapsed > 0 else 0.0
@@ -27,7 +29,13 @@ def format_progress(done: int, total: int, elapsed: float) -> str:
 def watch(
     spark, group: str, total_images: int, *, stream: TextIO | None = None, every: float = 2.0
 ) -> Iterator[None]:
-    """Report progress of the jobs run inside the block, tagged with ``group``."""
+    """Report progress of the jobs run inside the block, tagged with ``group``.
+
+    Spark Connect has no status tracker: there the block runs without a progress line.
+    """
+    if status_tracker(spark) is None:
+        yield
+        return
     stream = stream or sys.stderr
     context = spark.sparkContext
     context.setJobGroup(group, f"fruitspark {group}", interruptOnCancel=True)

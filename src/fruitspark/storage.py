@@ -1,23 +1,28 @@
 """Driver-side file operations on the output, on any filesystem Spark reaches (local, HDFS, S3).
 
 They go through the JVM's Hadoop FileSystem, so an s3:// output on EMR works exactly as a local
-folder does, with the same credentials Spark uses.
+folder does, with the same credentials Spark uses. A Spark Connect session has no JVM on this
+side: there :class:`ArrowStorage` does the same with pyarrow's filesystems (local, S3, GCS, HDFS),
+with this machine's credentials.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
+
+from fruitspark.sparkenv import hadoop_filesystem, is_connect
 
 
 class Storage:
-    """Small files and folder moves under one output location."""
+    """Small files and folder moves under one output location (an ArrowStorage on Connect)."""
+
+    def __new__(cls, spark, root: str):
+        return super().__new__(ArrowStorage if cls is Storage and is_connect(spark) else cls)
 
     def __init__(self, spark, root: str) -> None:
-        jvm = spark.sparkContext._jvm
-        self._jvm = jvm
-        self._root = jvm.org.apache.hadoop.fs.Path(root)
-        self._fs = self._root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self._jvm, self._root, self._fs = hadoop_filesystem(spark, root)
         self._fs.setWriteChecksum(False)  # no .crc companions next to summary.json on local disk
         self.root = self._root.toString()
 
@@ -68,3 +73,66 @@ class Storage:
 
     def read_json(self, name: str) -> Any:
         return json.loads(self.read_bytes(name))
+
+
+class ArrowStorage(Storage):
+    """:class:`Storage` through ``pyarrow.fs``, for sessions without a JVM here (Spark Connect)."""
+
+    def __init__(self, spark, root: str) -> None:
+        from pyarrow import fs
+
+        remote = "://" in root and not root.startswith("file:")
+        if remote:
+            scheme, _, rest = root.partition("://")
+            scheme = "s3" if scheme in ("s3a", "s3n") else scheme
+            self._fs, self._base = fs.FileSystem.from_uri(f"{scheme}://{rest}")
+            self.root = f"{scheme}://{self._base.rstrip('/')}"
+        else:
+            local = "/" + root[len("file:") :].lstrip("/") if root.startswith("file:") else root
+            self._fs, self._base = fs.LocalFileSystem(), os.path.abspath(local)
+            self.root = f"file:{self._base}"
+
+    def _at(self, name: str = "") -> str:
+        return f"{self._base.rstrip('/')}/{name}" if name else self._base
+
+    def uri(self, name: str = "") -> str:
+        return f"{self.root}/{name}" if name else self.root
+
+    def exists(self, name: str = "") -> bool:
+        from pyarrow import fs
+
+        return self._fs.get_file_info(self._at(name)).type != fs.FileType.NotFound
+
+    def list(self, name: str = "") -> list[str]:
+        from pyarrow import fs
+
+        if not self.exists(name):
+            return []
+        infos = self._fs.get_file_info(fs.FileSelector(self._at(name)))
+        return sorted(info.base_name for info in infos)
+
+    def delete(self, name: str = "") -> None:
+        from pyarrow import fs
+
+        info = self._fs.get_file_info(self._at(name))
+        if info.type == fs.FileType.Directory:
+            self._fs.delete_dir(self._at(name))
+        elif info.type != fs.FileType.NotFound:
+            self._fs.delete_file(self._at(name))
+
+    def rename(self, source: str, target: str) -> None:
+        self.delete(target)
+        self._fs.move(self._at(source), self._at(target))
+
+    def mkdirs(self, name: str = "") -> None:
+        self._fs.create_dir(self._at(name), recursive=True)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        parent = self._at(name).rsplit("/", 1)[0]
+        self._fs.create_dir(parent, recursive=True)
+        with self._fs.open_output_stream(self._at(name)) as stream:
+            stream.write(data)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self._fs.open_input_stream(self._at(name)) as stream:
+            return stream.read()
