@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from fruitspark.formats import IMAGE_SUFFIXES
+
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULT_MARK = "BENCH_RESULT "
 

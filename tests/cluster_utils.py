@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from fruitspark.cloud.node_requirements import node_requirements
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fruits360-sample"
 CACHE = Path(os.environ.get("FRUITSPARK_TEST_CACHE", "/tmp/fruitspark-test-cache"))
@@ -127,6 +129,14 @@ class Cluster:
                 time.sleep(0.5)
         raise AssertionError("unreachable")
 
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker ``index``'s process group: its JVM, its executors and their Python.
+
+        What a lost node looks like to the driver; the master (processes[0]) is left alone.
+        """
+        os.killpg(self.processes[1 + index].pid, signal.SIGKILL)
+        self.processes[1 + index].wait()
+
     def logs(self, lines: int = 40) -> str:
         parts = []
         for log in sorted(self.root.glob("*.log")):
@@ -208,6 +218,23 @@ def _wait(cluster: Cluster, ready, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n{cluster.logs()}")
 
 
+def wait_for_featurize_task(ui_port: int, process: subprocess.Popen, timeout: float) -> None:
+    """Until a task of the featurize stage has finished, asked of the driver's REST API on
+    loopback: the job is then mid-stage (the stage keeps its rows in Spark's cache, so nothing
+    on disk tells)."""
+    api = f"http://127.0.0.1:{ui_port}/api/v1/applications"
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        with suppress(OSError, ValueError):
+            for app in json.load(urllib.request.urlopen(api, timeout=2)):
+                url = f"{api}/{app['id']}/jobs?status=running"
+                for job in json.load(urllib.request.urlopen(url, timeout=2)):
+                    if job.get("jobGroup", "").endswith("-featurize") and job["numCompletedTasks"]:
+                        return
+        time.sleep(0.2)
+    raise AssertionError(f"featurize never got going (exit {process.returncode})")
+
+
 def _marked_pids(marker: str) -> list[int]:
     """Processes started by our daemons: executors, and Python daemons in their own group."""
     needle = f"{MARKER}={marker}".encode()
@@ -274,26 +301,6 @@ def build_wheel(dest: Path) -> Path:
     return wheel
 
 
-def runtime_requirements(wheel: Path, exclude: tuple[str, ...] = ("pyspark",)) -> list[str]:
-    """The wheel's own Requires-Dist (no extras), less ``exclude``."""
-    with zipfile.ZipFile(wheel) as archive:
-        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        text = archive.read(name).decode()
-    requirements = []
-    for line in text.splitlines():
-        if not line.startswith("Requires-Dist:"):
-            continue
-        requirement = line.split(":", 1)[1].strip()
-        if "extra ==" in requirement:
-            continue
-        project = requirement.split(";")[0]
-        for stop_char in "<>=!~[ (":
-            project = project.split(stop_char)[0]
-        if project.strip().lower().replace("_", "-") not in exclude:
-            requirements.append(requirement)
-    return requirements
-
-
 def driver_pins() -> list[str]:
     """``name==version`` of every distribution here: the executors get the driver's versions."""
     pins = {}
@@ -328,7 +335,7 @@ def packed_env(cache: Path = CACHE) -> Path:
         scratch = cache / f"build-{uuid.uuid4().hex[:8]}"
         try:
             wheel = build_wheel(scratch / "dist")
-            requirements = runtime_requirements(wheel)
+            requirements = node_requirements(str(wheel))
             pins = driver_pins()
             base_key = _key(sys.version, sys.executable, *requirements, *pins)
             target = cache / f"env-{_key(base_key, _wheel_digest(wheel))}" / "environment.tar.gz"
@@ -394,6 +401,43 @@ def _prune(cache: Path, pattern: str, keep: Path, count: int) -> None:
     found = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in [p for p in found if p != keep][count - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --- an EMR 7 node's environment -----------------------------------------------------------
+
+EMR_SPARK = "3.5.6"  # the Spark of EMR 7.12 and 7.13 (fruitspark/cloud/emr_releases.json)
+
+
+def emr_node_env(cache: Path = CACHE) -> Path:
+    """A venv built as ``bootstrap.sh`` builds an EMR node's, next to PySpark ``EMR_SPARK``.
+
+    The same requirement extraction (:func:`node_requirements` on the wheel), binary wheels
+    only, then the wheel without its dependencies; EMR's own Spark is stood in for by PyPI's
+    pyspark of the same version. Cached under ``cache`` by interpreter and requirements.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch = cache / f"build-{uuid.uuid4().hex[:8]}"
+        try:
+            wheel = build_wheel(scratch / "dist")
+            requirements = node_requirements(str(wheel))
+            key = _key(sys.version, *requirements, EMR_SPARK, _wheel_digest(wheel))
+            venv = cache / f"emr-node-{key}"
+            if not (venv / "complete").is_file():
+                shutil.rmtree(venv, ignore_errors=True)
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+                pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+                binary = [*pip, "--only-binary=:all:"]
+                subprocess.run([*binary, *requirements], check=True)
+                subprocess.run([*pip, f"pyspark=={EMR_SPARK}"], check=True)  # an sdist on PyPI
+                subprocess.run([*pip, "--no-deps", str(wheel)], check=True)
+                (venv / "complete").write_text("")
+            os.utime(venv)
+            _prune(cache, "emr-node-*", keep=venv, count=1)
+            return venv
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- checking an output -------------------------------------------------------------------

@@ -22,8 +22,8 @@ from badinputs import EXIF_ROTATED, OK, OUTSIDE_ROOT, SYMLINK, make_bad_inputs
 from PIL import Image
 
 from fruitspark.cli import main
-from fruitspark.decode import IMAGE_EXTENSIONS
 from fruitspark.featurize import FeaturizeOptions, describe_images
+from fruitspark.formats import IMAGE_SUFFIXES
 from fruitspark.model import new_session, resolve_model
 from fruitspark.preprocess import COLOUR_DIM
 from fruitspark.sources import local_path_of
@@ -194,7 +194,7 @@ def test_image_files_on_disk_are_all_in_the_output(default_run, tree):
     on_disk = {
         str(path.relative_to(root))
         for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
     }
     assert len(on_disk) >= 20
     assert sorted(rows_by_path(default_run.output, root)) == sorted(on_disk)

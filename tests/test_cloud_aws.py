@@ -187,6 +187,25 @@ def test_sync_uploads_images_only_then_skips_unchanged_and_reuploads_changed(aws
     )
 
 
+def test_sync_uploads_exactly_the_files_that_run_lists(aws, spark, tmp_path):
+    """One list of extensions: what ``run`` reads from a folder is what ``cloud sync`` uploads."""
+    from fruitspark.formats import IMAGE_EXTENSIONS
+    from fruitspark.sources import read_folder
+
+    root = tmp_path / "data"
+    names = [f"Fruit/lower.{e}" for e in IMAGE_EXTENSIONS]
+    names += [f"Fruit/UPPER.{e.upper()}" for e in IMAGE_EXTENSIONS]
+    for name in [*names, "Fruit/notes.txt", "Fruit/scan.tiff.bak", "Fruit/README"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"bytes of " + name.encode())
+    listed = read_folder(spark, str(root)).select("path").collect()
+    run_reads = sorted(row["path"].split(f"{root}/", 1)[1] for row in listed)
+    assert run_reads == sorted(names)
+
+    result = sync(root, f"s3://{BUCKET}/all", aws=aws)
+    assert [key.removeprefix("all/") for key in result.uploaded] == run_reads
+
+
 def test_sync_decides_from_stored_md5_when_the_etag_is_not_one(aws, tmp_path, monkeypatch):
     _tree(tmp_path / "data")
     sync(tmp_path / "data", f"s3://{BUCKET}/images", aws=aws)
@@ -233,6 +252,27 @@ def test_sync_writes_a_parquet_manifest_whose_paths_are_the_uploaded_objects(aws
         "top.bmp": None,
     }
     assert sorted(r["size"] for r in rows) == sorted(len(v) for v in images.values())
+
+
+def test_a_manifests_image_count_feeds_the_estimate_shown_before_the_cluster_starts(
+    aws, artifacts, tmp_path
+):
+    from fruitspark.cloud.estimate import manifest_images
+
+    images = _tree(tmp_path / "data")
+    for name in ("images.parquet", "images.csv"):
+        uri = f"s3://{BUCKET}/manifests/{name}"
+        sync(tmp_path / "data", f"s3://{BUCKET}/images/", aws=aws, manifest_uri=uri)
+        assert manifest_images(aws.s3, uri) == len(images)
+    seen = []
+
+    def on_plan(the_plan):
+        seen.append((the_plan.headline(), aws.emr.list_clusters()["Clusters"]))
+
+    _run(aws, artifacts, tmp_path, wait=False, images=len(images), on_plan=on_plan)
+    ((headline, clusters_then),) = seen
+    assert clusters_then == [] and aws.emr.list_clusters()["Clusters"]
+    assert "emr-7.12.0: Spark 3.5.6; about " in headline and headline.endswith(" USD")
 
 
 def test_sync_writes_a_local_csv_manifest_even_when_nothing_changed(aws, tmp_path):

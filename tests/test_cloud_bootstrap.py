@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(str(resources.files("fruitspark.cloud").joinpath("bootstrap.sh")))
+READER = SCRIPT.with_name("node_requirements.py")
 WHEEL_URI = "s3://fruit-eu/runs/r1/fruitspark-0.1.0-py3-none-any.whl"
 
 # The Requires-Dist lines of a wheel built from this pyproject.toml.
 METADATA = """Metadata-Version: 2.4
 Name: fruitspark
 Version: 0.1.0
-Requires-Dist: pyspark<5,>=4.0
+Requires-Dist: pyspark<5,>=3.5
+Requires-Dist: PySpark[connect]>=3.5; extra == "connect"
 Requires-Dist: numpy>=1.26
 Requires-Dist: pandas<3,>=2.2
 Requires-Dist: pyarrow>=15
@@ -31,12 +33,13 @@ Requires-Dist: pytest>=8; extra == "test"
 """
 
 # Each stub logs its name and arguments. `sudo` then runs the command it was given; `aws` copies
-# the test wheel where it was asked to; the Python stub runs real Python for the script's inline
-# metadata reader and keeps a copy of the requirements file pip is given.
+# the test wheel where it was asked to; the Python stub runs real Python to unpack the wheel and for
+# the requirement reader (the package's own file, run from the unpacked wheel), and keeps a copy
+# of the requirements file pip is given.
 STUBS = {
     "sudo": 'echo "sudo $*" >> "$LOG"; exec "$@"',
     "aws": 'echo "aws $*" >> "$LOG"; [ -z "${AWS_FAILS:-}" ] || exit 1; cp "$WHEEL" "$5"',
-    "python3.11": """[ "$1" = "-" ] && exec "$REAL_PYTHON" "$@"
+    "python3.11": """case "$1$2" in -mzipfile|*.py*) exec "$REAL_PYTHON" "$@";; esac
 echo "python3.11 $*" >> "$LOG"
 for arg; do case "$arg" in *requirements.txt) cp "$arg" "$LOG.requirements";; esac; done""",
     "dnf": 'echo "dnf $*" >> "$LOG"',
@@ -60,6 +63,7 @@ def _run(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedPr
     wheel = tmp_path / "fruitspark-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("fruitspark-0.1.0.dist-info/METADATA", METADATA)
+        archive.write(READER, "fruitspark/cloud/node_requirements.py")
     log = tmp_path / "calls.log"
     log.touch()
     environment = {
@@ -118,3 +122,18 @@ def test_bootstrap_without_a_wheel_fails_with_its_usage(tmp_path):
 @pytest.mark.parametrize("line", ["#!/usr/bin/env bash", "set -euo pipefail"])
 def test_bootstrap_is_strict_bash(line):
     assert line in SCRIPT.read_text().splitlines()
+
+
+def test_node_requirements_skip_pyspark_in_any_spelling_and_every_extra(tmp_path):
+    from fruitspark.cloud.node_requirements import node_requirements
+
+    wheel = tmp_path / "fruitspark-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(
+            "fruitspark-0.1.0.dist-info/METADATA",
+            METADATA + "Requires-Dist: PySpark >=3.5\nRequires-Dist: pyspark_extras>=1\n",
+        )
+    found = node_requirements(str(wheel))
+    assert found[0] == "numpy>=1.26" and found[-1] == "pyspark_extras>=1"
+    assert not any(r.lower().startswith(("pyspark<", "pyspark[", "pyspark ")) for r in found)
+    assert not any("extra ==" in r for r in found)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,62 @@ def test_s3_uri_accepts_hadoop_schemes_used_in_emr_log_uris():
         "logs-bucket", "logs/j-1/steps"
     )
     assert S3Uri.parse("s3://b").prefix == ""
+
+
+# Spark version and run estimate -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("label", "spark"), [("emr-7.12.0", "3.5.6"), ("emr-7.13.0", "3.5.6")])
+def test_plan_names_the_spark_of_the_release_and_says_the_suite_covers_it(label, spark):
+    the_plan = _plan(release_label=label)
+    assert (the_plan.spark.spark, the_plan.spark.covered) == (spark, True)
+    (line,) = the_plan.spark.render()
+    assert f"{label} ships Spark {spark}" in line and "covered" in line
+    assert not line.startswith("WARNING") and line in str(the_plan)
+
+
+@pytest.mark.parametrize(
+    ("label", "why"), [("emr-6.15.0", "ships Spark 3.4.1"), ("emr-9.0.0", "unknown")]
+)
+def test_a_release_outside_the_covered_spark_range_or_unknown_is_warned_about(label, why):
+    the_plan = _plan(release_label=label)
+    assert the_plan.spark.covered is not True
+    (line,) = the_plan.spark.render()
+    assert line.startswith("WARNING") and why in line and "3.5 and 4.x" in line
+    assert "NOT covered" in the_plan.headline()
+
+
+def test_release_table_is_dated_and_sourced_and_knows_the_default_release():
+    from fruitspark.cloud.config import DEFAULT_RELEASE_LABEL
+    from fruitspark.cloud.estimate import _table
+
+    table = _table("emr_releases.json")
+    dt.date.fromisoformat(table["as_of"])
+    assert "docs.aws.amazon.com" in table["source"]
+    assert DEFAULT_RELEASE_LABEL in table["spark"]
+
+
+def test_estimate_uses_the_benchmarked_rate_per_core_and_the_hourly_price():
+    from fruitspark.cloud.estimate import _table
+
+    rates = _table("throughput.json")
+    assert "BENCHMARKS.md" in rates["benchmark"] and rates["featurize_images_per_s_per_core"] > 0
+    small = _plan(core_count=2)
+    assert small.run_estimate is None and "no duration estimate" in str(small)
+    config = ClusterConfig(bucket=BUCKET, core_type="m5.2xlarge", core_count=4)
+    run = plan(
+        config, f"s3://{BUCKET}/m.parquet", f"s3://{BUCKET}/o", wheel_path=WHEEL, images=500_000
+    )
+    estimate = run.run_estimate
+    assert estimate.cores == 4 * price_table()["vcpus"]["m5.2xlarge"]
+    seconds = 500_000 / (rates["featurize_images_per_s_per_core"] * estimate.cores)
+    assert estimate.minutes == pytest.approx(rates["startup_minutes"] + seconds / 60)
+    assert estimate.cost == pytest.approx(run.cost.hourly * estimate.minutes / 60)
+    headline = f"about {math.ceil(estimate.minutes)} min, about {estimate.cost:.2f} USD"
+    assert headline in run.headline() and headline in str(run)
+    assert rates["benchmark"] in str(run)
+    bigger = plan(
+        replace(config, core_count=8), run.input_uri, run.output_uri, wheel_path=WHEEL,
+        images=500_000,
+    ).run_estimate  # fmt: skip
+    assert bigger.minutes < estimate.minutes and bigger.cost < 2 * estimate.cost

@@ -18,10 +18,12 @@ import pytest
 from cluster_utils import (
     check_output,
     copy_sample,
+    free_port,
     packed_env,
     spark_env,
     spark_home,
     standalone_cluster,
+    wait_for_featurize_task,
 )
 
 LOCAL_CLUSTER = "local-cluster[2,1,1024]"  # 2 executor JVMs, 1 core and 1024 MB each
@@ -64,12 +66,15 @@ def _events(directory: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_spark_submit_to_standalone_cluster(tmp_path: Path) -> None:
+def test_spark_submit_to_standalone_cluster_that_loses_a_worker(tmp_path: Path) -> None:
+    """One worker JVM (with its executor and Python workers) is killed in mid-featurize: the
+    job finishes on the other, and every image is in the output exactly once."""
     labels = copy_sample(tmp_path / "images")
     environment = packed_env()
     events = tmp_path / "events"
     events.mkdir()
     output = tmp_path / "out"
+    ui_port = free_port()
     import fruitspark.cli
 
     with standalone_cluster(tmp_path / "cluster", workers=2) as cluster:
@@ -83,17 +88,28 @@ def test_spark_submit_to_standalone_cluster(tmp_path: Path) -> None:
             "--conf", "spark.executor.cores=1",
             "--conf", "spark.executor.memory=1g",
             "--conf", "spark.cores.max=2",
-            "--conf", "spark.ui.enabled=false",
+            "--conf", f"spark.ui.port={ui_port}",  # its REST API tells when featurize runs
             "--conf", "spark.eventLog.enabled=true",
             "--conf", f"spark.eventLog.dir={events.as_uri()}",
             "--conf", "spark.eventLog.rolling.enabled=false",  # one plain JSON-lines file
             "--conf", "spark.eventLog.compress=false",
             fruitspark.cli.__file__,
             "run", str(tmp_path / "images"), str(output), "--overwrite", "--no-report",
+            "--images-per-partition", "3",  # 12 featurize tasks: some left when one worker dies
         ]  # fmt: skip
-        result = _run(command, tmp_path, timeout=900)
+        log_file = tmp_path / "spark-submit.log"
+        with open(log_file, "w") as stream:
+            process = subprocess.Popen(
+                command, cwd=tmp_path, env=spark_env(), stdout=stream, stderr=subprocess.STDOUT
+            )
+            try:
+                wait_for_featurize_task(ui_port, process, timeout=600)
+                cluster.kill_worker(1)
+                process.wait(timeout=900)
+            finally:
+                process.kill()
         state = cluster.state(attempts=10)
-        (tmp_path / "spark-submit.log").write_text(result.stdout + result.stderr)
+    result = subprocess.CompletedProcess(command, process.returncode, log_file.read_text(), "")
     assert result.returncode == 0, _explain(result)
     summary = check_output(output, labels)
     app = summary["spark"]["app_id"]
@@ -124,3 +140,16 @@ def test_spark_submit_to_standalone_cluster(tmp_path: Path) -> None:
     assert len(added) >= 2 and set(added.values()) == {"127.0.0.1"}
     ran_on = {e["Task Info"]["Executor ID"] for e in log if e["Event"].endswith("TaskEnd")}
     assert ran_on and ran_on <= set(added), (ran_on, added)
+
+    # the killed worker's executor was removed while featurize ran, and its tasks were lost
+    removed = [e["Executor ID"] for e in log if e["Event"].endswith("ExecutorRemoved")]
+    assert removed, "no executor was lost"
+    lost = [
+        e for e in log
+        if e["Event"].endswith("TaskEnd") and e["Task End Reason"]["Reason"] != "Success"
+    ]  # fmt: skip
+    assert lost and {e["Task Info"]["Executor ID"] for e in lost} <= set(removed)
+    (survivor,) = set(added) - set(removed)
+    finished_after = {e["Task Info"]["Executor ID"] for e in log[log.index(lost[-1]) :]
+                      if e["Event"].endswith("TaskEnd")}  # fmt: skip
+    assert survivor in finished_after

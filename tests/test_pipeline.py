@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FRUITS, copy_subset
 
-from fruitspark.featurize import FAULT_ENV
 from fruitspark.output import OutputError, account
 from fruitspark.pipeline import RunConfig, job_group, run
 from fruitspark.summary import ImageCounts
@@ -130,7 +129,27 @@ def test_resume_refuses_another_precision(spark, first_run, subset):
         run(config, spark)
 
 
-def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path, monkeypatch):
+@pytest.fixture
+def first_attempt_of_partition_0_dies(spark, monkeypatch):
+    """Every mapInArrow of this test kills its partition 0's first attempt after one batch."""
+    import faults
+    from pyspark import cloudpickle
+
+    frame_class = type(spark.range(1))
+    original = frame_class.mapInArrow
+
+    def map_in_arrow(self, function, schema, *args, **kwargs):
+        return original(self, faults.kill_first_attempt(function, 0), schema, *args, **kwargs)
+
+    cloudpickle.register_pickle_by_value(faults)
+    monkeypatch.setattr(frame_class, "mapInArrow", map_in_arrow)
+    yield
+    cloudpickle.unregister_pickle_by_value(faults)
+
+
+def test_killed_worker_is_retried_and_output_is_complete(
+    spark, subset, tmp_path, first_attempt_of_partition_0_dies
+):
     tracker = spark.sparkContext.statusTracker()
 
     def failed_tasks(group: str) -> int:
@@ -141,7 +160,6 @@ def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path
             if stage
         )
 
-    monkeypatch.setenv(FAULT_ENV, "0")
     summary = run(
         RunConfig(
             input=str(subset),

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold: about 9500 x 9500 px
 
 

@@ -2,16 +2,15 @@
 
 The per-image work (:func:`describe_images`) is plain Python over a session passed in, so it runs
 the same in a Spark worker, in ``fruitspark predict`` and in a unit test. :func:`featurize` wraps it
-in ``mapInArrow``: the model's bytes travel once per executor as a broadcast, and each Python worker
-loads them into an ONNX Runtime session once and keeps it for every task it serves.
+in ``mapInArrow``: the model's bytes travel once per executor (a broadcast, or a session artifact
+on Spark Connect: see :mod:`fruitspark.sparkenv`), and each Python worker loads them into an ONNX
+Runtime session once and keeps it for every task it serves.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +19,9 @@ from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
+from fruitspark.sparkenv import counter, ship_file
 
 DESCRIPTORS = ("both", "cnn", "colour")
-FAULT_ENV = "FRUITSPARK_TEST_KILL_PARTITION"  # test-only: kill this partition's first attempt
 
 
 def _tuning(text: str, **extra) -> dict:
@@ -155,44 +154,55 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
 
     ``frame`` has a ``path`` column and, when Spark's binaryFile source read the bytes, a
     ``content`` column; without it each worker reads its own images by path. Returns the new
-    frame and an accumulator that counts model loads (one per Python worker, if all is well).
+    frame and a counter of model loads (one per Python worker, if all is well; its ``value`` is
+    None on Spark Connect, which has no accumulators).
     """
-    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-
     spark = frame.sparkSession
-    model_bytes = spark.sparkContext.broadcast(Path(spec.path).read_bytes())
-    model_loads = spark.sparkContext.accumulator(0)
+    model_bytes = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
+    model_loads = counter(spark)
     has_content = "content" in frame.columns
     kept = [field for field in frame.schema.fields if field.name != "content"]
-    timezone = spark.conf.get("spark.sql.session.timeZone")
-    output_schema = pa.schema(
-        [*(to_arrow_schema(_struct(kept), timezone=timezone) if kept else []), *RESULT_FIELDS]
-    )
-    kill_partition = os.environ.get(FAULT_ENV)
+    kept_names = [field.name for field in kept]
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         session = (
             None
             if options.descriptor == "colour"
-            else cached_session(
-                spec, options.threads, lambda: model_bytes.value, lambda: model_loads.add(1)
-            )
+            else cached_session(spec, options.threads, model_bytes, lambda: model_loads.add(1))
         )
-        for number, batch in enumerate(batches):
-            if number == 1 and kill_partition is not None:
-                _maybe_die(int(kill_partition))
+        for batch in batches:
             paths = batch.column("path").to_pylist()
             contents, read_failures = _contents(batch, paths, has_content, options)
             results = describe_images(contents, session, spec, options)
-            yield _to_batch(batch, output_schema, results, read_failures)
+            yield _to_batch(batch, kept_names, results, read_failures)
 
-    return frame.mapInArrow(featurize_partition, from_arrow_schema(output_schema)), model_loads
+    return frame.mapInArrow(featurize_partition, _output_schema(kept)), model_loads
 
 
-def _struct(fields):
-    from pyspark.sql.types import StructType
+def _output_schema(kept):
+    """The Spark schema of the output: the input's columns but ``content``, then the results.
 
-    return StructType(fields)
+    Declared in Spark types, not converted from Arrow, so that it means the same on PySpark 3.5
+    and 4.x; the kept columns travel back with the very Arrow types the JVM sent them in.
+    """
+    from pyspark.sql.types import (
+        ArrayType,
+        FloatType,
+        IntegerType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    return StructType(
+        [
+            *kept,
+            StructField("width", IntegerType()),
+            StructField("height", IntegerType()),
+            StructField("features", ArrayType(FloatType())),
+            StructField("error", StringType()),
+        ]
+    )
 
 
 def _contents(
@@ -220,7 +230,7 @@ def _contents(
 
 def _to_batch(
     batch: pa.RecordBatch,
-    schema: pa.Schema,
+    kept_names: list[str],
     results: list[ImageResult],
     failures: dict[int, str],
 ) -> pa.RecordBatch:
@@ -229,24 +239,12 @@ def _to_batch(
         result if error is None else ImageResult(None, None, None, error)
         for result, error in zip(results, errors, strict=True)
     ]
+    schema = pa.schema([*(batch.schema.field(name) for name in kept_names), *RESULT_FIELDS])
     columns = [
-        batch.column(field.name).cast(field.type)
-        for field in schema
-        if field.name in batch.schema.names
-    ]
-    columns += [
+        *(batch.column(name) for name in kept_names),
         pa.array([result.width for result in kept], pa.int32()),
         pa.array([result.height for result in kept], pa.int32()),
         pa.array([result.features for result in kept], pa.list_(pa.float32())),
         pa.array(errors, pa.string()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _maybe_die(partition: int) -> None:
-    """Test-only fault switch: the first attempt of one task dies as an OOM-killed worker would."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    if context and context.partitionId() == partition and context.attemptNumber() == 0:
-        os._exit(137)

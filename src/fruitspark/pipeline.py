@@ -26,6 +26,7 @@ import numpy as np
 from fruitspark import __version__, sparkenv
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
+from fruitspark.formats import IMAGE_EXTENSIONS, is_image_name
 from fruitspark.layout import CSV, FEATURES, PCA_MODEL, PCA_NPZ, REPORT, SUMMARY, staged
 from fruitspark.model import (
     BUILT_IN,
@@ -46,7 +47,6 @@ from fruitspark.reduce import (
     save_spark_model,
 )
 from fruitspark.sources import (
-    IMAGE_EXTENSIONS,
     SourceError,
     absolute_local,
     empty_images,
@@ -325,9 +325,8 @@ def check_local_input(uri: str) -> None:
 
 def _has_image(folder: str) -> bool:
     """Whether the tree holds at least one image file: stops at the first one."""
-    suffixes = tuple(f".{extension}" for extension in IMAGE_EXTENSIONS)
     for _, _, names in os.walk(folder, followlinks=True):
-        if any(name.lower().endswith(suffixes) for name in names):
+        if any(is_image_name(name) for name in names):
             return True
     return False
 

@@ -13,7 +13,9 @@ import os
 import re
 from urllib.parse import urlparse
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+from fruitspark.formats import IMAGE_EXTENSIONS
+from fruitspark.sparkenv import input_files
+
 # Hadoop globs are case-sensitive: "*.{[jJ][pP][gG],...}" matches every case of every extension.
 IMAGE_GLOB = (
     "*.{"
@@ -95,7 +97,7 @@ def empty_images(spark, folder_frame, listed: int):
 
     from pyspark.sql import functions as F
 
-    indexed = folder_frame.inputFiles()  # from the folder's file index: no second listing
+    indexed = input_files(folder_frame)  # classic: a JVM array, its length costs one call
     if len(indexed) == listed:
         return None
     # The index gives URIs ("file:///a%20b"); the scan gives Hadoop paths ("file:/a b").

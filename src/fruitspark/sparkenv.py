@@ -1,34 +1,53 @@
-"""The few things fruitspark needs from Spark beyond the DataFrame API, in one place.
+"""Everything that differs between a classic SparkSession and a Spark Connect one, in one place.
 
-Spark Connect has a DataFrame API but no ``sparkContext``: no broadcast, accumulator, status
-tracker, local properties or JVM gateway. Every use of those goes through this module, so that
-each gets its Connect fallback here and nowhere else. The caller's session is left as found:
+A classic session (local mode, spark-submit, a notebook's own) has a SparkContext on this side:
+broadcasts, accumulators, the status tracker, local properties, the JVM's Hadoop FileSystem. A
+Spark Connect session (``SparkSession.builder.remote(...)``, Databricks serverless and shared
+clusters) has none of them: only DataFrames, SQL, tags and session artifacts cross its gRPC
+channel. Every use of those goes through this module, so that each gets its Connect fallback here
+and nowhere else. The caller's session is left as found:
 :func:`session_as_found` restores every conf and job property a run or evaluate sets.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 JOB_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
 
 
+UNKNOWN_PARALLELISM = 8  # Connect to a remote cluster whose cores the client cannot see
+
+
+def is_connect(spark) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no SparkContext on this side)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
 def context(spark) -> Any | None:
     """The SparkContext of a classic session; None under Spark Connect."""
-    try:
-        return spark.sparkContext
-    except Exception:  # Connect raises instead of having a context
-        return None
+    return None if is_connect(spark) else spark.sparkContext
 
 
 def parallelism(spark) -> int:
+    """Cores Spark runs tasks on: the SparkContext's, or on Connect what the conf tells."""
     sc = context(spark)
     if sc is not None:
         return int(sc.defaultParallelism)
-    return int(spark.conf.get("spark.default.parallelism", str(os.cpu_count() or 2)))
+    configured = spark.conf.get("spark.default.parallelism", None)
+    if configured:
+        return int(configured)
+    local = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
+    if local:
+        return (os.cpu_count() or 2) if local.group(1) == "*" else int(local.group(1))
+    return UNKNOWN_PARALLELISM
 
 
 def master(spark) -> str:
@@ -47,6 +66,60 @@ def partitions(frame) -> int:
         return int(frame.rdd.getNumPartitions())
     except Exception:
         return 0
+
+
+def ship_file(spark, path: str | Path, name: str) -> Callable[[], bytes]:
+    """A picklable function that returns the file's bytes on any executor, shipped once.
+
+    Classic: a broadcast (one copy per executor, fetched on first use). Connect: a session
+    artifact under ``name`` (unique per content), which every node downloads once into the
+    session's SparkFiles folder. Either way the bytes never travel inside each task.
+    """
+    if not is_connect(spark):
+        return _BroadcastValue(spark.sparkContext.broadcast(Path(path).read_bytes()))
+    _add_artifact_once(spark, Path(path), name)
+    return _SparkFile(name)
+
+
+class _BroadcastValue:
+    def __init__(self, broadcast) -> None:
+        self.broadcast = broadcast
+
+    def __call__(self) -> bytes:
+        return self.broadcast.value
+
+
+class _SparkFile:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self) -> bytes:
+        from pyspark import SparkFiles
+
+        return Path(SparkFiles.get(self.name)).read_bytes()
+
+
+_ADDED: set[tuple[str, str]] = set()
+
+
+def _add_artifact_once(spark, path: Path, name: str) -> None:
+    key = (spark.session_id, name)
+    if key in _ADDED:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        named = Path(folder) / name
+        shutil.copyfile(path, named)
+        spark.addArtifacts(str(named), file=True)
+    _ADDED.add(key)
+
+
+def input_files(frame) -> Any:
+    """The files a file-source DataFrame reads (as URIs); ``len()`` is cheap on both sides.
+
+    Classic keeps the JVM array (its length is one call; items are fetched only if iterated);
+    Connect gets the list through ``DataFrame.inputFiles()``.
+    """
+    return frame.inputFiles() if is_connect(frame.sparkSession) else frame._jdf.inputFiles()
 
 
 class _Shipped:

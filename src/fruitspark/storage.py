@@ -1,23 +1,26 @@
 """Driver-side file operations on the output, on any filesystem Spark reaches (local, HDFS, S3).
 
-They go through the JVM's Hadoop FileSystem, so an s3:// output on EMR works exactly as a local
-folder does, with the same credentials Spark uses. :class:`LocalFiles` does the same on a local
-folder without Spark, so that an output is checked (and locked) before a JVM starts.
+:class:`Storage` goes through the JVM's Hadoop FileSystem, so an s3:// output on EMR works exactly
+as a local folder does, with the same credentials Spark uses. A Spark Connect session has no JVM
+on this side: there :class:`ArrowStorage` does the same with pyarrow's filesystems (local, S3,
+GCS, HDFS) and this machine's credentials. :class:`LocalFiles` is the same on a local folder
+without any session, so that an output is checked (and locked) before a JVM starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-from fruitspark.sparkenv import hadoop_filesystem
+from fruitspark.sparkenv import hadoop_filesystem, is_connect
 
 
 class Storage:
-    """Small files and folder moves under one output location."""
+    """Small files and folder moves under one output location (an ArrowStorage on Connect)."""
+
+    def __new__(cls, spark, *args: Any):
+        return super().__new__(ArrowStorage if cls is Storage and is_connect(spark) else cls)
 
     def __init__(self, spark, root: str) -> None:
         self._jvm, self._root, self._fs = hadoop_filesystem(spark, root)
@@ -87,42 +90,88 @@ class Storage:
         return json.loads(self.read_bytes(name))
 
 
-class LocalFiles:
-    """The subset of :class:`Storage` the pre-Spark checks use, on a local folder."""
+class ArrowStorage(Storage):
+    """:class:`Storage` through ``pyarrow.fs``, for sessions without a JVM here (Spark Connect)."""
 
-    def __init__(self, root: str) -> None:
-        self._root = Path(root).absolute()
-        self.root = str(self._root)
+    def __init__(self, spark, root: str) -> None:
+        from pyarrow import fs
+
+        remote = "://" in root and not root.startswith("file:")
+        if remote:
+            scheme, _, rest = root.partition("://")
+            scheme = "s3" if scheme in ("s3a", "s3n") else scheme
+            self._fs, self._base = fs.FileSystem.from_uri(f"{scheme}://{rest}")
+            self.root = f"{scheme}://{self._base.rstrip('/')}"
+        else:
+            local = "/" + root[len("file:") :].lstrip("/") if root.startswith("file:") else root
+            self._fs, self._base = fs.LocalFileSystem(), os.path.abspath(local)
+            self.root = f"file:{self._base}"
+
+    def _at(self, name: str = "") -> str:
+        return f"{self._base.rstrip('/')}/{name}" if name else self._base
 
     def uri(self, name: str = "") -> str:
-        return (self._root / name).as_uri() if name else self._root.as_uri()
+        return f"{self.root}/{name}" if name else self.root
 
     def exists(self, name: str = "") -> bool:
-        return (self._root / name).exists()
+        from pyarrow import fs
+
+        return self._fs.get_file_info(self._at(name)).type != fs.FileType.NotFound
 
     def list(self, name: str = "") -> list[str]:
-        folder = self._root / name
-        return sorted(child.name for child in folder.iterdir()) if folder.is_dir() else []
+        from pyarrow import fs
+
+        if not self.exists(name):
+            return []
+        infos = self._fs.get_file_info(fs.FileSelector(self._at(name)))
+        return sorted(info.base_name for info in infos)
 
     def delete(self, name: str = "") -> None:
-        target = self._root / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        from pyarrow import fs
+
+        info = self._fs.get_file_info(self._at(name))
+        if info.type == fs.FileType.Directory:
+            self._fs.delete_dir(self._at(name))
+        elif info.type != fs.FileType.NotFound:
+            self._fs.delete_file(self._at(name))
+
+    def rename(self, source: str, target: str) -> None:
+        self.delete(target)
+        self._fs.move(self._at(source), self._at(target))
+
+    def mkdirs(self, name: str = "") -> None:
+        self._fs.create_dir(self._at(name), recursive=True)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        parent = self._at(name).rsplit("/", 1)[0]
+        self._fs.create_dir(parent, recursive=True)
+        with self._fs.open_output_stream(self._at(name)) as stream:
+            stream.write(data)
 
     def create_new(self, name: str, data: bytes) -> bool:
-        self._root.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(self._root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        """Write ``name`` only if absent: atomic on a local disk (O_EXCL); on an object store,
+        which has no such primitive, a check then a write (a lock for honest users)."""
+        if self.root.startswith("file:"):
+            os.makedirs(self._base, exist_ok=True)
+            try:
+                descriptor = os.open(self._at(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(data)
+            return True
+        if self.exists(name):
             return False
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
+        self.write_bytes(name, data)
         return True
 
     def read_bytes(self, name: str) -> bytes:
-        return (self._root / name).read_bytes()
+        with self._fs.open_input_stream(self._at(name)) as stream:
+            return stream.read()
 
-    def read_json(self, name: str) -> Any:
-        return json.loads(self.read_bytes(name))
+
+class LocalFiles(ArrowStorage):
+    """:class:`ArrowStorage` on a local folder, before (or without) any Spark session."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(None, root)

@@ -23,22 +23,13 @@ trap 'rm -rf "${workdir}"' EXIT
 wheel="${workdir}/$(basename "${wheel_uri}")"
 aws s3 cp --only-show-errors "${wheel_uri}" "${wheel}"
 
-# The wheel's own requirements (numpy, pandas<3, pyarrow, pillow, onnxruntime, ...), read from its
-# metadata so this list never drifts from pyproject.toml; minus optional extras, and minus pyspark:
-# the cluster's Spark provides it, and a second Spark from PyPI on every node would shadow it.
-"${python}" - "${wheel}" >"${workdir}/requirements.txt" <<'PY'
-import sys
-import zipfile
-
-with zipfile.ZipFile(sys.argv[1]) as wheel:
-    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-    for line in wheel.read(metadata).decode("utf-8").splitlines():
-        if line.startswith("Requires-Dist:"):
-            requirement = line.split(":", 1)[1].strip()
-            name = requirement.split(";")[0].strip().lower()
-            if "extra ==" not in requirement and not name.startswith("pyspark"):
-                print(requirement)
-PY
+# The wheel's own requirements (numpy, pandas<3, pyarrow, pillow, onnxruntime, ...) minus extras
+# and pyspark, by fruitspark/cloud/node_requirements.py from the wheel itself: the same code the
+# tests use to rebuild this environment. It needs only the standard library, so it runs from the
+# unpacked wheel before anything is installed.
+"${python}" -m zipfile -e "${wheel}" "${workdir}/unpacked"
+"${python}" "${workdir}/unpacked/fruitspark/cloud/node_requirements.py" "${wheel}" \
+  >"${workdir}/requirements.txt"
 
 # Binary wheels only: a source build on a cluster node would take minutes and may fail late.
 sudo "${python}" -m pip install --no-cache-dir --only-binary=:all: \

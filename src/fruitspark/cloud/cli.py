@@ -20,7 +20,11 @@ def add_cloud_commands(commands) -> None:
     actions = cloud.add_subparsers(dest="cloud_command", required=True, metavar="ACTION")
 
     for name, text in (
-        ("plan", "print every resource a run would create and its hourly cost (no AWS call)"),
+        (
+            "plan",
+            "print every resource a run would create, its Spark, cost and duration (no AWS "
+            "call, except one read of a manifest input to count its images)",
+        ),
         ("run", "create the bucket and an EMR cluster, run the job, fetch summary and report"),
     ):
         action = actions.add_parser(name, help=text, description=text)
@@ -29,6 +33,8 @@ def add_cloud_commands(commands) -> None:
         action.add_argument("--bucket", required=True, help="work bucket (EU, created if absent)")
         action.add_argument("--wheel", type=Path, required=True, help="fruitspark wheel to ship")
         action.add_argument("--model", type=Path, help="an .onnx model (default: built-in)")
+        action.add_argument("--images", type=int, help="image count for the estimate "
+                            "(default: a manifest input's rows, read from S3)")  # fmt: skip
         _cluster_options(action)
         if name == "run":
             action.add_argument("--no-wait", action="store_true", help="start and return")
@@ -98,6 +104,16 @@ def _run_args(args: argparse.Namespace) -> list[str]:
     return list(args.passthrough)
 
 
+def _images(args: argparse.Namespace) -> int | None:
+    """The image count for the estimate: given, or a manifest input's rows (one S3 read)."""
+    from fruitspark.cloud import Aws
+    from fruitspark.cloud.estimate import manifest_images
+
+    if args.images is not None or not args.input.lower().endswith((".parquet", ".csv")):
+        return args.images
+    return manifest_images(Aws(args.region).s3, args.input)
+
+
 def command_cloud(args: argparse.Namespace) -> int:
     from fruitspark import cloud
 
@@ -106,7 +122,7 @@ def command_cloud(args: argparse.Namespace) -> int:
         print(
             cloud.plan(
                 _config(args), args.input, args.output, _run_args(args),
-                wheel_path=args.wheel, model_path=args.model,
+                wheel_path=args.wheel, model_path=args.model, images=_images(args),
             ).render()
         )  # fmt: skip
     elif action == "sync":
@@ -127,6 +143,7 @@ def command_cloud(args: argparse.Namespace) -> int:
             _config(args), args.input, args.output, _run_args(args),
             wheel_path=args.wheel, model_path=args.model, wait=not args.no_wait,
             poll_s=args.poll, timeout_s=args.timeout, results_dir=args.results,
+            images=_images(args), on_plan=lambda p: print(p.headline(), file=sys.stderr),
             on_state=lambda p: print(
                 f"{p.elapsed_s:7.0f} s  cluster {p.cluster_state}  step {p.step_state}",
                 file=sys.stderr,

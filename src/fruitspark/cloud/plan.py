@@ -19,11 +19,16 @@ from typing import Any
 from .. import layout
 from .bucket import BucketSpec, S3Uri
 from .config import ClusterConfig
+from .estimate import RunEstimate, SparkRelease, run_estimate, spark_release
 from .prices import CostEstimate, estimate
 
 # The CLI option of ``fruitspark run`` that names the ONNX model file.
 MODEL_OPTION = "--model"
 RESULT_FILES = layout.RESULT_FILES
+NO_ESTIMATE = (
+    "no duration estimate: give a manifest (.parquet/.csv) as input or --images N "
+    "(and a core type whose vCPUs prices.json lists)"
+)
 
 # spark-submit runs a Python file, not a module: this is the whole file it runs on the cluster.
 DRIVER_SCRIPT = b'''"""spark-submit entry point uploaded by fruitspark.cloud: the laptop CLI."""
@@ -62,6 +67,8 @@ class Plan:
     input_uri: str
     output_uri: str
     cost: CostEstimate
+    spark: SparkRelease
+    run_estimate: RunEstimate | None = None
 
     @property
     def step_args(self) -> list[str]:
@@ -100,7 +107,9 @@ class Plan:
             ],
             "Step (command-runner.jar)": [shlex.join(self.step_args)],
             "Results": [f"{uri}  -> downloaded after the step" for uri in self.result_uris],
+            "Spark": self.spark.render(),
             "Cost": self.cost.render(),
+            "Estimate": self.run_estimate.render() if self.run_estimate else [NO_ESTIMATE],
         }
         lines = [f"fruitspark cloud plan: run {self.run_id} in {cfg.region} (dry run)"]
         for title, rows in sections.items():
@@ -108,6 +117,13 @@ class Plan:
         return "\n".join(lines)
 
     __str__ = render
+
+    def headline(self) -> str:
+        """One line for before anything starts: the Spark, and about how long and how much."""
+        spark = self.spark.spark or "an unknown Spark"
+        covered = "" if self.spark.covered else " (NOT covered by the test suite)"
+        timing = self.run_estimate.headline() if self.run_estimate else NO_ESTIMATE
+        return f"{self.config.release_label}: Spark {spark}{covered}; {timing}"
 
 
 def new_run_id() -> str:
@@ -129,11 +145,13 @@ def plan(
     wheel_path: Path,
     model_path: Path | None = None,
     run_id: str | None = None,
+    images: int | None = None,
 ) -> Plan:
     """The dry run of :func:`fruitspark.cloud.run` with the same arguments.
 
     Without ``model_path`` the pipeline's default model is built on the driver from the weights
-    package the bootstrap installs, exactly as on a laptop.
+    package the bootstrap installs, exactly as on a laptop. ``images`` (the manifest's row
+    count) adds the duration and cost estimate.
     """
     for uri in (input_uri, output_uri):
         S3Uri.parse(uri)
@@ -165,7 +183,9 @@ def plan(
         job_flow=_job_flow(config, run_id, log_uri, bootstrap.uri, wheel.uri, args),
         input_uri=input_uri,
         output_uri=output_uri,
-        cost=estimate(config),
+        cost=(cost := estimate(config)),
+        spark=spark_release(config.release_label),
+        run_estimate=None if images is None else run_estimate(config, images, cost),
     )
 
 

@@ -70,13 +70,16 @@ def run(
     timeout_s: float = 12 * 3600.0,
     results_dir: Path | None = None,
     run_id: str | None = None,
+    images: int | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> RunResult:
     """Run ``fruitspark run INPUT OUTPUT *run_args`` on EMR, as :func:`plan` describes.
 
     With ``wait`` the step is polled every ``poll_s`` seconds until it ends, then
     ``summary.json`` and ``report.html`` are downloaded into ``results_dir`` (default
     ``fruitspark-output/RUN_ID``). Without it the call returns once the cluster is requested;
-    the cluster still ends itself after the step unless ``config.keep_alive``.
+    the cluster still ends itself after the step unless ``config.keep_alive``. ``on_plan`` sees
+    the plan (its Spark version and estimate) before anything is created.
     """
     the_plan = plan(
         config,
@@ -86,7 +89,10 @@ def run(
         wheel_path=wheel_path,
         model_path=model_path,
         run_id=run_id,
+        images=images,
     )
+    if on_plan:
+        on_plan(the_plan)
     aws = aws or Aws(config.region)
     _preflight(aws, the_plan)
     _upload(aws.s3, the_plan)

@@ -23,11 +23,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fruitspark.formats import is_image_name
+
 from .bucket import BucketSpec, S3Uri, ensure_bucket
 from .clients import Aws
 from .config import DEFAULT_REGION
 
-SYNC_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 MD5_METADATA = "md5"
 _MANIFEST_SCHEMA = pa.schema(
     [
@@ -120,7 +121,7 @@ def _images(root: Path) -> Iterator[Path]:
     """Image files under ``root``, skipping hidden files and folders (e.g. macOS ``._x.jpg``)."""
     for path in root.rglob("*"):
         hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if not hidden and path.suffix.lower() in SYNC_EXTENSIONS and path.is_file():
+        if not hidden and is_image_name(path.name) and path.is_file():
             yield path
 
 
