@@ -46,7 +46,7 @@ print(json.dumps({
     "storage": type(Storage(spark, output)).__name__,
     "shipped_pickle_bytes": len(pickle.dumps(shipped)),
     "model_bytes": len(open(spec.path, "rb").read()),
-    "summary": summary,
+    "summary": summary.to_dict(),
     "scores": {"top1": scores["top1"], "tested": scores["tested_on"]["images"]},
 }))
 spark.stop()
