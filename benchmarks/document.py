@@ -98,6 +98,9 @@ def render_document(results: Mapping[str, Mapping]) -> str:
     if latest:
         out += [machine_table(latest["machine"]), ""]
     out += ["## Targets", "", targets.render(results), ""]
+    missing = [name for name in sections.ORDER if name not in results]
+    if missing:
+        out += ["No results yet for: " + ", ".join(f"`{name}`" for name in missing) + ".", ""]
     for name in sections.ORDER:
         if name in results:
             out.append(render_section(name, results[name]))
