@@ -264,7 +264,7 @@ def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
     spark, subset, tmp_path, monkeypatch
 ):
     """Rows leaving the model are counted: a stage that recomputed the featurisation would
-    count them again. The featurize stage is one Spark job; reduce, write, account are few."""
+    count them again. Listing, featurize and reduce each run one action (a few Spark jobs)."""
     import fruitspark.pipeline as pipeline
 
     featurized_rows = spark.sparkContext.accumulator(0)
@@ -288,5 +288,5 @@ def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
         name: len(tracker.getJobIdsForGroup(job_group(summary.run_id, name)))
         for name in ("list", "featurize", "reduce", "write", "account", "report")
     }
-    assert jobs["featurize"] == 1, jobs
-    assert jobs["list"] <= 2 and jobs["reduce"] <= 3 and jobs["account"] <= 4, jobs
+    # Adaptive execution runs each shuffle's map side as a job of its own: a count is 2 or 3.
+    assert jobs["featurize"] <= 3 and jobs["list"] <= 2 and jobs["reduce"] <= 2, jobs
