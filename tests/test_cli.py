@@ -35,6 +35,7 @@ def test_run_help_explains_the_options():
     assert result.returncode == 0
     for option in ("--pca-k", "--pca-variance", "--csv", "--overwrite", "--resume", "--model"):
         assert option in result.stdout
+    assert "efficientnet_lite2" in result.stdout and "{fp32,int8}" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,8 @@ def test_existing_output_fails_in_one_line_without_java_trace(spark, subset, tmp
 def test_bad_option_value_is_an_argparse_error():
     result = _cli("run", "a", "b", "--pca-variance", "1.5")
     assert result.returncode == 2 and "must be in (0, 1]" in result.stderr
+    result = _cli("run", "a", "b", "--precision", "int4")
+    assert result.returncode == 2 and "invalid choice: 'int4'" in result.stderr
 
 
 def test_cloud_plan_passes_what_follows_the_double_dash_to_the_job(tmp_path, capsys):

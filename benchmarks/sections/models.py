@@ -100,12 +100,14 @@ def _pca_score(x_fit, y_fit, x_eval, y_eval, c: float) -> dict:
     return quality.fit_score(fit, y_fit, held, y_eval, c)
 
 
-def _jobs(store: dict, fruits: quality.Dataset, grocery: dict, folds: int) -> list[tuple]:
+def _jobs(
+    store: dict, fruits: quality.Dataset, grocery: dict, folds: int, configs: list
+) -> list[tuple]:
     """(config, descriptor, set, fit/eval arrays, C) for every score the table needs."""
     n = len(fruits.paths)
     splits = quality.blocked_folds(fruits, np.arange(n))[:folds]
     jobs = []
-    for model, precision in CONFIGS:
+    for model, precision in configs:
         name = f"{model}:{precision}"
         for label, weight, c in (("default", DEFAULT_WEIGHT, C_BOTH), ("cnn", None, C_CNN)):
             x = _descriptor(store, name, weight)
@@ -129,10 +131,14 @@ def _score(job: tuple) -> tuple:
     return name, label, dataset, result["top1"], result["errors"], len(arrays[3])
 
 
-def _images(fruits_root: Path, grocery_root: Path) -> tuple[quality.Dataset, dict, list[str]]:
-    """Fruits-360 Training (the validation folds) and grocery-store train + val, one path list."""
+def _images(
+    fruits_root: Path, grocery_root: Path, every: int = 1
+) -> tuple[quality.Dataset, dict, list[str]]:
+    """Fruits-360 Training (every ``every``-th image, for the validation folds) and grocery-store
+    train + val, one path list."""
     everything = quality.list_images(fruits_root)
     keep = everything.splits == "Training"
+    keep &= np.arange(len(keep)) % every == 0
     fruits = quality.Dataset(
         [p for p, k in zip(everything.paths, keep, strict=True) if k],
         everything.labels[keep],
@@ -158,16 +164,18 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def measure(ctx=None, folds: int | None = None) -> dict:
+def measure(ctx=None, folds: int | None = None, configs=None, every: int = 1) -> dict:
     """Extract with every configuration, then score each on both data sets (2 processes)."""
     started = time.perf_counter()
     folds = folds or (1 if getattr(ctx, "quick", False) else quality.FOLDS)
-    specs = [resolve_model(model, precision=precision) for model, precision in CONFIGS]
+    configs = configs or CONFIGS
+    specs = [resolve_model(model, precision=precision) for model, precision in configs]
     fruits_root = getattr(ctx, "data", DATA / "fruits360-sample")
-    fruits, grocery, paths = _images(fruits_root, getattr(ctx, "grocery", DATA / "grocery-store"))
+    grocery_root = getattr(ctx, "grocery", DATA / "grocery-store")
+    fruits, grocery, paths = _images(fruits_root, grocery_root, every)
     store = extract(paths, specs)
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        scores = list(pool.map(_score, _jobs(store, fruits, grocery, folds)))
+        scores = list(pool.map(_score, _jobs(store, fruits, grocery, folds, configs)))
     rows = []
     for spec in specs:
         name = f"{spec.model_id}:{spec.precision}"
@@ -201,6 +209,7 @@ def measure(ctx=None, folds: int | None = None) -> dict:
             "grocery_val": len(grocery["val"]),
         },
         "folds": folds,
+        "fruits360_every": every,
         "layout": "2 processes x 1 ONNX Runtime thread, batch 8, model only",
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 1),
@@ -216,7 +225,8 @@ def render(result: dict) -> str:
         "",
         f"Model speed: {result['layout']}, interleaved in one run (shared machine: read the "
         "ratios). Top-1 in %: Fruits-360 blocked validation folds of Training "
-        f"({result['folds']} folds, {result['images']['fruits360_training']} images) and "
+        f"({result['folds']} of {quality.FOLDS} folds, {result['images']['fruits360_training']} "
+        f"images: every {result.get('fruits360_every', 1)} of Training) and "
         f"grocery-store val ({result['images']['grocery_val']} real photos, trained on "
         f"{result['images']['grocery_train']}), default descriptor / CNN block alone.",
         "",
@@ -235,9 +245,11 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # models.py [FOLDS [EVERY [MODEL:PRECISION ...]]]
     folds = int(sys.argv[1]) if len(sys.argv) > 1 else quality.FOLDS
-    measured = measure(folds=folds)
+    every = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    chosen = [tuple(arg.split(":")) for arg in sys.argv[3:]] or None
+    measured = measure(folds=folds, configs=chosen, every=every)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(measured, indent=1) + "\n")
     print(render(measured))

