@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("grpc", reason="Spark Connect needs pyspark's connect extras (grpcio, ...)")
 
 JOB = """
-import json, os, pickle, sys
+import dataclasses, json, os, pickle, sys
 from pyspark.sql import SparkSession
 from pyspark.sql.connect.session import SparkSession as ConnectSession
 from fruitspark import RunConfig, evaluate, run
@@ -54,7 +54,7 @@ print(json.dumps({
     "storage": type(Storage(spark, output)).__name__,
     "shipped_pickle_bytes": len(pickle.dumps(shipped)),
     "model_bytes": len(open(spec.path, "rb").read()),
-    "summary": summary,
+    "summary": dataclasses.asdict(summary),
     "scores": {"top1": scores["top1"], "tested": scores["tested_on"]["images"]},
 }))
 spark.stop()

@@ -10,7 +10,7 @@ Runtime session once and keeps it for every task it serves.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -24,17 +24,52 @@ from fruitspark.sparkenv import counter, ship_file
 DESCRIPTORS = ("both", "cnn", "colour")
 
 
+def _tuning(text: str, **extra) -> dict:
+    return {
+        "help": text,
+        "group": "tuning",
+        **extra,
+    }
+
+
 @dataclass(frozen=True)
 class FeaturizeOptions:
     """How features are computed; every field has a measured default (see BENCHMARKS.md)."""
 
-    batch_size: int = 8
-    threads: int = 0  # ONNX Runtime threads per task; 0: spark.task.cpus
-    descriptor: str = "both"
-    colour_weight: float = 8.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_size: int = field(default=8, metadata=_tuning("images per model call"))
+    threads: int = field(
+        default=0,
+        metadata=_tuning(
+            "ONNX Runtime threads per task",
+            flag="--threads-per-task",
+            default_text="spark.task.cpus",
+        ),
+    )
+    descriptor: str = field(
+        default="both",
+        metadata={
+            "help": "what feeds PCA: CNN features and colour histogram, or one of them",
+            "group": "model",
+            "choices": DESCRIPTORS,
+        },
+    )
+    colour_weight: float = field(
+        default=8.0,
+        metadata={"help": "weight of the colour block against the CNN block", "group": "model"},
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=_tuning("larger images are refused (decompression bombs)"),
+    )
     root: str | None = None  # images must resolve inside it unless follow_symlinks
-    follow_symlinks: bool = False
+    follow_symlinks: bool = field(
+        default=False, metadata={"help": "read images whose symlink points outside INPUT"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
     def feature_dim(self, spec: ModelSpec) -> int:
         return {"both": spec.feature_dim + COLOUR_DIM, "cnn": spec.feature_dim}.get(
@@ -119,13 +154,12 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
 
     ``frame`` has a ``path`` column and, when Spark's binaryFile source read the bytes, a
     ``content`` column; without it each worker reads its own images by path. Returns the new
-    frame and an accumulator that counts model loads (one per Python worker, if all is well), or
-    None on Spark Connect, which has no accumulators.
+    frame and an accumulator that counts model loads (one per Python worker, if all is well);
+    its ``value`` is None on Spark Connect, which has no accumulators.
     """
     spark = frame.sparkSession
     model_bytes = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
     model_loads = counter(spark)
-    count_load = (lambda: None) if model_loads is None else (lambda: model_loads.add(1))
     has_content = "content" in frame.columns
     kept = [field for field in frame.schema.fields if field.name != "content"]
     kept_names = [field.name for field in kept]
@@ -134,7 +168,7 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
         session = (
             None
             if options.descriptor == "colour"
-            else cached_session(spec, options.threads, model_bytes, count_load)
+            else cached_session(spec, options.threads, model_bytes, lambda: model_loads.add(1))
         )
         for batch in batches:
             paths = batch.column("path").to_pylist()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from fruitspark.sparkenv import status_tracker
+from fruitspark.sparkenv import context as spark_context
 
 
 def format_progress(done: int, total: int, elapsed: float) -> str:
@@ -33,7 +33,7 @@ def watch(
 
     Spark Connect has no status tracker: there the block runs without a progress line.
     """
-    if status_tracker(spark) is None:
+    if spark_context(spark) is None:
         yield
         return
     stream = stream or sys.stderr

@@ -97,7 +97,9 @@ def empty_images(spark, folder_frame, listed: int):
 
     from pyspark.sql import functions as F
 
-    indexed = input_files(folder_frame)  # classic: a JVM array, its length costs one call
+    # From the folder's file index, no second listing; classic: a JVM array whose length is
+    # one call (items are fetched only when counts differ), Connect: DataFrame.inputFiles().
+    indexed = input_files(folder_frame)
     if len(indexed) == listed:
         return None
     # The index gives URIs ("file:///a%20b"); the scan gives Hadoop paths ("file:/a b").

@@ -2,14 +2,17 @@
 
 They go through the JVM's Hadoop FileSystem, so an s3:// output on EMR works exactly as a local
 folder does, with the same credentials Spark uses. A Spark Connect session has no JVM on this
-side: there :class:`ArrowStorage` does the same with pyarrow's filesystems (local, S3, GCS, HDFS),
-with this machine's credentials.
+side: there :class:`ArrowStorage` does the same with pyarrow's filesystems (local, S3, GCS,
+HDFS), with this machine's credentials. :class:`LocalFiles` does the same on a local
+folder without Spark, so that an output is checked (and locked) before a JVM starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from fruitspark.sparkenv import hadoop_filesystem, is_connect
@@ -60,6 +63,20 @@ class Storage:
             stream.write(data)
         finally:
             stream.close()
+
+    def create_new(self, name: str, data: bytes) -> bool:
+        """Write ``name`` only if it is absent, else return False (a lock's test-and-set)."""
+        try:
+            stream = self._fs.create(self._path(name), False)
+        except Exception as error:  # Py4JJavaError of FileAlreadyExistsException
+            if "FileAlreadyExists" in str(error) or self.exists(name):
+                return False
+            raise
+        try:
+            stream.write(data)
+        finally:
+            stream.close()
+        return True
 
     def read_bytes(self, name: str) -> bytes:
         stream = self._fs.open(self._path(name))
@@ -133,6 +150,54 @@ class ArrowStorage(Storage):
         with self._fs.open_output_stream(self._at(name)) as stream:
             stream.write(data)
 
+    def create_new(self, name: str, data: bytes) -> bool:
+        """Write ``name`` only if absent (check then write: atomic on a local disk only)."""
+        if self.exists(name):
+            return False
+        self.write_bytes(name, data)
+        return True
+
     def read_bytes(self, name: str) -> bytes:
         with self._fs.open_input_stream(self._at(name)) as stream:
             return stream.read()
+
+
+class LocalFiles:
+    """The subset of :class:`Storage` the pre-Spark checks use, on a local folder."""
+
+    def __init__(self, root: str) -> None:
+        self._root = Path(root).absolute()
+        self.root = str(self._root)
+
+    def uri(self, name: str = "") -> str:
+        return (self._root / name).as_uri() if name else self._root.as_uri()
+
+    def exists(self, name: str = "") -> bool:
+        return (self._root / name).exists()
+
+    def list(self, name: str = "") -> list[str]:
+        folder = self._root / name
+        return sorted(child.name for child in folder.iterdir()) if folder.is_dir() else []
+
+    def delete(self, name: str = "") -> None:
+        target = self._root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+    def create_new(self, name: str, data: bytes) -> bool:
+        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(self._root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        return True
+
+    def read_bytes(self, name: str) -> bytes:
+        return (self._root / name).read_bytes()
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name))

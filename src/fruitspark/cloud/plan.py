@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .. import layout
 from .bucket import BucketSpec, S3Uri
 from .config import ClusterConfig
 from .estimate import RunEstimate, SparkRelease, run_estimate, spark_release
@@ -23,7 +24,7 @@ from .prices import CostEstimate, estimate
 
 # The CLI option of ``fruitspark run`` that names the ONNX model file.
 MODEL_OPTION = "--model"
-RESULT_FILES = ("summary.json", "report.html")
+RESULT_FILES = layout.RESULT_FILES
 NO_ESTIMATE = (
     "no duration estimate: give a manifest (.parquet/.csv) as input or --images N "
     "(and a core type whose vCPUs prices.json lists)"
