@@ -1,8 +1,9 @@
 """run, evaluate and predict's training side on a Spark Connect session (the local server).
 
-PySpark 4 starts a local Connect server with ``SparkSession.builder.remote("local[2]")``; the
-client side then has no SparkContext, broadcast, accumulator, status tracker or ``_jdf``. The
-job runs in a subprocess so that its Connect server does not meet this process's classic session.
+PySpark 4 starts a local Connect server with ``SparkSession.builder.remote("local[2]")``; the test
+starts the same server (a classic session with the Connect plugin) on a free loopback port rather
+than on 15002, and the job gets only the client: no SparkContext, broadcast, accumulator, status
+tracker or ``_jdf``. It runs in a subprocess, away from this process's classic session.
 """
 
 from __future__ import annotations
@@ -15,28 +16,35 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cluster_utils import free_port
 from conftest import copy_subset
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("grpc", reason="Spark Connect needs pyspark's connect extras (grpcio, ...)")
 
 JOB = """
-import json, pickle, sys
+import dataclasses, json, os, pickle, sys
 from pyspark.sql import SparkSession
+from pyspark.sql.connect.session import SparkSession as ConnectSession
 from fruitspark import RunConfig, evaluate, run
 from fruitspark.model import DEFAULT_MODEL, resolve_model
 from fruitspark.sparkenv import is_connect, ship_file
 from fruitspark.storage import Storage
 
-images, output = sys.argv[1:3]
-spark = (
-    SparkSession.builder.remote("local[2]")
+images, output, port = sys.argv[1:4]
+# The local Connect server: a classic session with the Connect plugin on a free loopback port
+# (what remote("local[2]") starts, but on a port of our choosing); the job only sees the client.
+server = (
+    SparkSession.builder.master("local[2]")
+    .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+    .config("spark.connect.grpc.binding.address", "127.0.0.1")
+    .config("spark.connect.grpc.binding.port", port)
     .config("spark.ui.enabled", "false")
-    .config("spark.connect.grpc.binding.address", "127.0.0.1")  # loopback only
-    .config("spark.connect.grpc.binding.port", "0")  # a free port: the client asks the JVM which
     .config("spark.pyspark.python", sys.executable)
     .getOrCreate()
 )
+os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # as remote("local") does: Connect columns
+spark = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
 spec = resolve_model(DEFAULT_MODEL)
 shipped = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
 summary = run(RunConfig(input=images, output=output, pca_k=8), spark)
@@ -46,10 +54,11 @@ print(json.dumps({
     "storage": type(Storage(spark, output)).__name__,
     "shipped_pickle_bytes": len(pickle.dumps(shipped)),
     "model_bytes": len(open(spec.path, "rb").read()),
-    "summary": summary.to_dict(),
+    "summary": dataclasses.asdict(summary),
     "scores": {"top1": scores["top1"], "tested": scores["tested_on"]["images"]},
 }))
 spark.stop()
+server.stop()
 """
 
 
@@ -60,7 +69,7 @@ def test_run_and_evaluate_on_spark_connect_then_predict(tmp_path: Path) -> None:
     output = tmp_path / "out"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     result = subprocess.run(
-        [sys.executable, "-c", JOB, str(images), str(output)],
+        [sys.executable, "-c", JOB, str(images), str(output), str(free_port())],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]

@@ -123,7 +123,8 @@ def input_files(frame) -> Any:
 
 
 class _Shipped:
-    """Connect fallback of a broadcast: the value travels inside each task's closure."""
+    """Connect fallback of a broadcast: the value travels inside each task's closure (small
+    values only, such as PCA's components; files such as the model go by :func:`ship_file`)."""
 
     def __init__(self, value: Any) -> None:
         self.value = value
