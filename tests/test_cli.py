@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from fruitspark.cli import main
+from fruitspark.options import add_options, build
+from fruitspark.pipeline import RunConfig
 
 
 def _cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
@@ -78,3 +82,44 @@ def test_double_dash_is_refused_outside_cloud(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "out", "x.jpg", "--", "--oops"])
     assert exit_info.value.code == 2 and "unexpected arguments after --" in capsys.readouterr().err
+
+
+@dataclasses.dataclass(frozen=True)
+class Nested:
+    new_knob: int = dataclasses.field(default=3, metadata={"help": "a knob"})
+    undocumented: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    target: str = dataclasses.field(metadata={"help": "where"})
+    loud: bool = dataclasses.field(default=True, metadata={"help": "say it"})
+    nested: Nested = dataclasses.field(default_factory=Nested)
+
+
+def test_options_derive_from_the_config_fields_and_show_their_default():
+    """A field added with metadata help is an option, with no other edit."""
+    parser = argparse.ArgumentParser()
+    add_options(parser, Config)
+    assert build(Config, parser.parse_args(["x", "--new-knob", "5", "--no-loud"])) == Config(
+        "x", False, Nested(new_knob=5)
+    )
+    assert "a knob (default: 3)" in parser.format_help() and "--undocumented" not in (
+        parser.format_help()
+    )
+
+    run_parser = argparse.ArgumentParser()
+    add_options(run_parser, RunConfig)
+    documented = {
+        item.name
+        for config in (RunConfig, RunConfig.__dataclass_fields__["featurize"].default_factory)
+        for item in dataclasses.fields(config)
+        if "help" in item.metadata
+    }
+    options = [action for action in run_parser._actions if action.option_strings]
+    assert {action.dest.split(".")[-1] for action in options} - {"help"} == documented - {
+        "input",
+        "output",
+    }
+    for action in options:
+        assert action.dest == "help" or "(default: " in action.help, action.option_strings

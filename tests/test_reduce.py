@@ -1,4 +1,5 @@
-"""PCA: the k rule (pure), and Spark ML's centred projections against scikit-learn's."""
+"""PCA: the k rule and the moments (pure), Spark projections and the saved Spark ML model
+against scikit-learn's PCA."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SklearnPCA
 
-from fruitspark.reduce import choose_k, export_parameters, fit_pca, project, to_vectors
+from fruitspark import sparkenv
+from fruitspark.reduce import Moments, add_pca, choose_k, fit_pca, project, save_spark_model
+from fruitspark.storage import Storage
 
 
 def test_choose_k_fixed_is_capped_and_variance_picks_the_smallest_k():
@@ -33,32 +36,49 @@ def matrix() -> np.ndarray:
     return (latent @ mixing + rng.normal(scale=0.1, size=(400, 24)) + 7.0).astype(np.float32)
 
 
+def _aligned(ours: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return ours * np.sign(np.sum(ours * expected, axis=0))
+
+
+def test_moments_added_in_any_split_equal_the_whole(matrix):
+    rows = matrix.astype(np.float64)
+    parts = [Moments.of(matrix[:7]), Moments.of(matrix[7:250]), Moments.of(matrix[250:])]
+    total = parts[2] + (parts[0] + parts[1])
+    np.testing.assert_allclose(total.mean(), rows.mean(axis=0), rtol=1e-6)
+    centred = rows - rows.mean(axis=0)
+    np.testing.assert_allclose(total.scatter(), centred.T @ centred, rtol=1e-5, atol=1e-3)
+
+
 def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
-    fit = fit_pca(_frame(spark, matrix), dimension=24, k=5)
-    projected = fit.model.transform(to_vectors(_frame(spark, matrix))).orderBy("path")
-    ours = np.array(
-        [row["pca_vector"].toArray() for row in projected.select("path", "pca_vector").collect()]
-    )
+    frame = _frame(spark, matrix)
+    fit = fit_pca(frame, dimension=24, parallelism=3, k=5)
+    shipped = sparkenv.ship(spark, (fit.mean, fit.components))
+    projected = add_pca(frame, fit, shipped).orderBy("path").select("pca").collect()
+    ours = np.array([row["pca"] for row in projected], dtype=np.float64)
     order = np.argsort([f"p{i}" for i in range(len(matrix))])
     reference = SklearnPCA(n_components=5).fit(matrix.astype(np.float64))
     expected = reference.transform(matrix.astype(np.float64))[order]
-    signs = np.sign(np.sum(ours * expected, axis=0))
-    np.testing.assert_allclose(ours * signs, expected, atol=1e-3)
+    np.testing.assert_allclose(_aligned(ours, expected), expected, atol=1e-3)
     np.testing.assert_allclose(
         fit.explained_variance[:5], reference.explained_variance_ratio_, atol=1e-6
     )
     assert abs(sum(fit.explained_variance) - 1.0) < 1e-9
+    assert fit.components.shape == (5, 24)  # k components only, never all d
 
 
-def test_variance_threshold_and_exported_parameters_match_spark(spark, matrix):
+def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_path):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import array_to_vector
+
     fit = fit_pca(_frame(spark, matrix), dimension=24, variance=0.9)
     cumulative = np.cumsum(fit.explained_variance)
     assert cumulative[fit.k - 1] >= 0.9 > cumulative[fit.k - 2]
-    parameters = export_parameters(fit)
-    assert parameters["components"].shape == (fit.k, 24)
-    row = fit.model.transform(to_vectors(_frame(spark, matrix[:1]))).first()
+    save_spark_model(spark, Storage(spark, str(tmp_path)), "pca_model", fit)
+    model = PipelineModel.load(str(tmp_path / "pca_model"))
+    vectors = _frame(spark, matrix[:3]).withColumn("vector", array_to_vector("features"))
+    rows = model.transform(vectors).orderBy("path").collect()
     np.testing.assert_allclose(
-        project(matrix[:1], parameters["mean"], parameters["components"])[0],
-        row["pca_vector"].toArray(),
-        atol=1e-9,
+        np.array([row["pca_vector"].toArray() for row in rows]),
+        project(matrix[:3], fit.mean, fit.components),
+        atol=1e-6,
     )

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
-from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
-from fruitspark.model import DEFAULT_MODEL
+from fruitspark.evaluate import EvaluateOptions
+from fruitspark.layout import REPORT
+from fruitspark.options import add_options, build
+from fruitspark.pipeline import RunConfig
+from fruitspark.summary import Summary, variance_kept
 
 EXAMPLES = """examples:
   fruitspark demo                                   216 real images, whole pipeline, report
@@ -24,24 +27,10 @@ EXAMPLES = """examples:
 """
 
 
-def _triple(text: str) -> tuple[float, float, float]:
-    values = tuple(float(part) for part in text.split(","))
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError("give three comma-separated numbers, e.g. 127,127,127")
-    return values  # type: ignore[return-value]
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {value}")
     return value
 
 
@@ -58,65 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="featurise a folder (or manifest) of images and reduce with PCA",
         description="Read INPUT (a folder tree Class/image.jpg, local, hdfs:// or s3://; or a "
         ".parquet/.csv manifest with a path column), extract features on the executors, fit a "
         "centred PCA and write OUTPUT/{features/, pca_model/, summary.json, report.html}.",
     )
-    run.add_argument("input", help="image folder, or manifest file (.parquet or .csv)")
-    run.add_argument("output", help="output folder (refused if it exists, see --overwrite)")
+    add_options(run, RunConfig)
     _add_master(run)
-    model = run.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, help=f"{DEFAULT_MODEL} or a .onnx file")
-    model.add_argument("--input-size", type=_positive, help="model input side in px")
-    model.add_argument("--mean", type=_triple, help="per-channel mean, 0..255 scale (R,G,B)")
-    model.add_argument("--std", type=_triple, help="per-channel std, 0..255 scale (R,G,B)")
-    model.add_argument("--model-output", help="output tensor that holds the features")
-    model.add_argument(
-        "--descriptor",
-        choices=DESCRIPTORS,
-        default=FeaturizeOptions.descriptor,
-        help="what feeds PCA: CNN features and colour histogram (default), or one of them",
-    )
-    model.add_argument(
-        "--colour-weight",
-        type=float,
-        default=FeaturizeOptions.colour_weight,
-        help="weight of the colour block against the CNN block (default: %(default)s)",
-    )
-    pca = run.add_argument_group("PCA").add_mutually_exclusive_group()
-    pca.add_argument("--pca-k", type=_positive, help="keep exactly k components")
-    pca.add_argument(
-        "--pca-variance",
-        type=_share,
-        default=0.95,
-        help="keep the fewest components reaching this explained variance (default: 0.95)",
-    )
-    out = run.add_argument_group("output")
-    out.add_argument("--csv", action="store_true", help="also write label + PCA matrix as CSV")
-    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    out.add_argument(
-        "--resume", action="store_true", help="only process new or changed images; merge"
-    )
-    out.add_argument(
-        "--fail-on-error", action="store_true", help="exit non-zero if any image failed"
-    )
-    out.add_argument("--no-report", action="store_true", help="skip report.html")
-    tuning = run.add_argument_group("tuning (defaults suit 1 to 64 cores; see BENCHMARKS.md)")
-    tuning.add_argument("--batch-size", type=_positive, default=FeaturizeOptions.batch_size)
-    tuning.add_argument(
-        "--threads-per-task",
-        type=_positive,
-        help="ONNX Runtime threads per task (default: spark.task.cpus)",
-    )
-    tuning.add_argument("--rows-per-arrow-batch", type=_positive, default=64)
-    tuning.add_argument("--images-per-partition", type=_positive)
-    tuning.add_argument("--max-pixels", type=_positive, default=FeaturizeOptions.max_pixels)
-    run.add_argument(
-        "--follow-symlinks",
-        action="store_true",
-        help="read images whose symlink points outside INPUT",
-    )
 
     demo = commands.add_parser(
         "demo", help="run everything on the small real image set shipped with fruitspark"
@@ -128,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="train a classifier on Training, score it on Test, update the report"
     )
     evaluate.add_argument("output", help="output folder of `fruitspark run`")
-    evaluate.add_argument("--features", choices=("pca", "features"), default="pca")
-    evaluate.add_argument("--reg-param", type=float)
+    add_options(evaluate, EvaluateOptions)
     _add_master(evaluate)
 
     predict = commands.add_parser("predict", help="top-k fruit for new photos (no Spark)")
@@ -160,47 +97,20 @@ def _session(args: argparse.Namespace):
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from fruitspark.pipeline import RunConfig, run
+    from fruitspark.pipeline import run
 
-    _require_local_input(args.input)
-    options = FeaturizeOptions(
-        batch_size=args.batch_size,
-        threads=args.threads_per_task or 0,
-        descriptor=args.descriptor,
-        colour_weight=args.colour_weight,
-        max_pixels=args.max_pixels,
-        follow_symlinks=args.follow_symlinks,
-    )
-    config = RunConfig(
-        input=args.input,
-        output=args.output,
-        model=args.model,
-        input_size=args.input_size,
-        mean=args.mean,
-        std=args.std,
-        model_output=args.model_output,
-        pca_k=args.pca_k,
-        pca_variance=args.pca_variance,
-        csv=args.csv,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        fail_on_error=args.fail_on_error,
-        report=not args.no_report,
-        featurize=options,
-        rows_per_arrow_batch=args.rows_per_arrow_batch,
-        images_per_partition=args.images_per_partition,
-    )
+    config = build(RunConfig, args)
     summary = run(config, master=args.master)
     _print_summary(summary)
     if config.report:
-        print(f"Report: {summary['output'].rstrip('/')}/report.html")
+        print(f"Report: {summary.output.rstrip('/')}/{REPORT}")
     return 0
 
 
 def command_demo(args: argparse.Namespace) -> int:
     from fruitspark.demo import prepare_demo_images
     from fruitspark.evaluate import evaluate
-    from fruitspark.pipeline import RunConfig, refresh_report, run
+    from fruitspark.pipeline import refresh_report, run
 
     root = Path(args.dir).resolve()
     images, output = root / "images", root / "output"
@@ -216,17 +126,15 @@ def command_demo(args: argparse.Namespace) -> int:
         f"Test top-1 {scores['top1']:.3f}, top-5 {scores['top5']:.3f} on "
         f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
     )
-    print(f"Report: {output / 'report.html'}")
+    print(f"Report: {output / REPORT}")
     return 0
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from fruitspark.evaluate import EvaluateOptions, evaluate
+    from fruitspark.evaluate import evaluate
     from fruitspark.pipeline import refresh_report
 
-    options = EvaluateOptions(features=args.features)
-    if args.reg_param is not None:
-        options = EvaluateOptions(features=args.features, reg_param=args.reg_param)
+    options = build(EvaluateOptions, args)
     spark = _session(args)
     scores = evaluate(args.output, spark, options)
     report = refresh_report(args.output, spark)
@@ -265,24 +173,15 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_local_input(uri: str) -> None:
-    from fruitspark.sources import SourceError, local_path_of
-
-    local = local_path_of(uri)
-    if local is not None and not os.path.exists(local):
-        raise SourceError(f"input not found: {uri}")
-
-
-def _print_summary(summary: dict) -> None:
-    images, pca = summary["images"], summary["pca"]
-    explained = sum(pca["explained_variance"][: pca["k"]])
+def _print_summary(summary: Summary) -> None:
+    images, pca = summary.images, summary.pca
     print(
-        f"{images['listed']} images: {images['featurised']} featurised, {images['failed']} "
-        f"failed; {summary['throughput_images_per_s']:.1f} images/s; "
-        f"PCA k={pca['k']} ({explained:.1%} variance); accounting "
-        f"{'ok' if summary['accounting']['ok'] else 'FAILED'}"
+        f"{images.listed} images: {images.featurised} featurised, {images.failed} "
+        f"failed; {summary.throughput_images_per_s:.1f} images/s; "
+        f"PCA k={pca.k} ({variance_kept(pca):.1%} variance); accounting "
+        f"{'ok' if summary.accounting.ok else 'FAILED'}"
     )
-    print(f"Results: {summary['output']}")
+    print(f"Results: {summary.output}")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

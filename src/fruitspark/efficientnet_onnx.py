@@ -1,12 +1,14 @@
-"""EfficientNet-Lite0 as a plain ONNX graph, built from its PyTorch state dict with onnx.helper.
+"""EfficientNet-Lite0/1/2 as plain ONNX graphs, built from PyTorch state dicts with onnx.helper.
 
 Executors run ONNX Runtime only, so instead of exporting through torch the graph is written here
-op by op, mirroring ``efficientnet_lite_pytorch.EfficientNet`` ('efficientnet-lite0') in eval
+op by op, mirroring ``efficientnet_lite_pytorch.EfficientNet`` ('efficientnet-lite0/1/2') in eval
 mode: ReLU6 everywhere, no squeeze-and-excitation, stem and head not width-scaled, and every
 BatchNorm folded into the convolution before it (eval-mode BatchNorm is a per-channel affine map,
 so folding is exact and leaves one Conv, plus a Clip for ReLU6, per layer).
-Channel counts, kernel sizes, expansion and the number of blocks come from the state dict; only
-the strides, which weights cannot reveal, come from the reference's block definition.
+Channel counts (the width multiplier), kernel sizes, expansion and the number of blocks (the depth
+multiplier) come from the state dict; the strides, which weights cannot reveal, come from the
+reference's block definition, and the resolution, which fixes the static padding, from
+``INPUT_SIZES``: that is all that tells Lite0, Lite1 and Lite2 apart.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-INPUT_SIZE = 224  # the resolution lite0 was trained at (efficientnet_params in the reference)
+# The resolution each variant was trained at (efficientnet_params in the reference).
+INPUT_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+INPUT_SIZE = INPUT_SIZES["efficientnet_lite0"]
 FEATURE_DIM = 1280  # channels of the head conv, i.e. length of the pooled feature vector
 # The weights were converted from TF EfficientNet-Lite, trained on (x - 127) / 128 of 0..255 RGB,
 # not on torchvision's ImageNet mean/std. Measured on Fruits-360 test images of the 14 classes that
@@ -63,9 +67,10 @@ class _GraphBuilder:
     ) -> str:
         """Conv ``conv`` with BatchNorm ``bn`` folded in (in float64), optionally then ReLU6.
 
-        ``size`` is the layer's input side at ``INPUT_SIZE``: the reference pads statically for
-        that size, TF "SAME" style (the odd pixel at the end). For inputs that are multiples of 32
-        those pads equal TF "SAME" at any size, since every strided layer then sees an even side.
+        ``size`` is the layer's input side at the variant's resolution: the reference pads
+        statically for that size, TF "SAME" style (the odd pixel at the end). For a resolution that
+        is a multiple of 32 those pads equal TF "SAME" at any multiple of 32, since every strided
+        layer then sees an even side; Lite2's 260 px is not, so feed it 260 px.
         """
         weight = self.state_dict[f"{conv}.weight"].astype(np.float64)
         gamma, beta, mean, var = (
@@ -99,18 +104,29 @@ def _num_blocks(state_dict: dict[str, np.ndarray]) -> int:
     return len(indices)
 
 
-def build_efficientnet_lite0(state_dict: dict[str, np.ndarray], opset: int = 17) -> onnx.ModelProto:
+def build_efficientnet_lite(
+    state_dict: dict[str, np.ndarray], variant: str = "efficientnet_lite0", opset: int = 17
+) -> onnx.ModelProto:
     """Build the ONNX model: ``images`` [N, 3, H, W] -> ``features`` [N, 1280], ``logits``.
 
-    ``images`` are RGB normalised with ``MEAN_RGB``/``STD_RGB``; H and W may be any multiple of 32
-    (``INPUT_SIZE`` is what the weights were trained at). ``features`` is the global average of
-    the head activation, the reference's pooled features before dropout; ``logits`` are the
+    ``variant`` names the resolution the weights were trained at (``INPUT_SIZES``), which sets
+    the static padding. ``images`` are RGB normalised with ``MEAN_RGB``/``STD_RGB``, H = W = that
+    resolution (Lite0's graph also takes any multiple of 32). ``features`` is the global average
+    of the head activation, the reference's pooled features before dropout; ``logits`` are the
     ImageNet classifier's (dropout is the identity in eval mode).
     """
     if opset < 11:
         raise ValueError(f"opset {opset} < 11: Clip (ReLU6) takes its bounds as inputs from 11 on")
+    if variant not in INPUT_SIZES:
+        raise ValueError(f"unknown variant {variant!r}: one of {list(INPUT_SIZES)}")
     g = _GraphBuilder(state_dict)
-    size = INPUT_SIZE
+    x = _blocks(g, state_dict, INPUT_SIZES[variant])
+    pooled = g.node("GlobalAveragePool", [x], "pooled")
+    return _finish(g, state_dict, pooled, variant, opset)
+
+
+def _blocks(g: _GraphBuilder, state_dict: dict[str, np.ndarray], size: int) -> str:
+    """Stem, every MBConv block and the head conv; returns the head activation's name."""
     x = g.conv_bn("images", "_conv_stem", "_bn0", size, STEM_STRIDE)
     size = math.ceil(size / STEM_STRIDE)
     # Every stage's first block changes the channel count and no other block does, so that is
@@ -136,8 +152,13 @@ def build_efficientnet_lite0(state_dict: dict[str, np.ndarray], opset: int = 17)
         x = g.node("Add", [x, y], f"{block}.add") if channels_in == channels_out else y
     if next(strides, None) is not None:
         raise ValueError(f"fewer stages than the {len(STAGE_STRIDES)} of EfficientNet-Lite")
-    x = g.conv_bn(x, "_conv_head", "_bn1", size)
-    pooled = g.node("GlobalAveragePool", [x], "pooled")
+    return g.conv_bn(x, "_conv_head", "_bn1", size)
+
+
+def _finish(
+    g: _GraphBuilder, state_dict: dict[str, np.ndarray], pooled: str, variant: str, opset: int
+) -> onnx.ModelProto:
+    """Features, the ImageNet classifier, and the checked model around the nodes so far."""
     features = g.node("Flatten", [pooled], "features", axis=1)
     fc_weight = state_dict["_fc.weight"]
     if fc_weight.shape[1] != FEATURE_DIM:
@@ -150,7 +171,7 @@ def build_efficientnet_lite0(state_dict: dict[str, np.ndarray], opset: int = 17)
     )
     graph = helper.make_graph(
         g.nodes,
-        "efficientnet_lite0",
+        variant,
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [
             helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", FEATURE_DIM]),
@@ -164,7 +185,8 @@ def build_efficientnet_lite0(state_dict: dict[str, np.ndarray], opset: int = 17)
         opset_imports=[opset_id],
         ir_version=helper.find_min_ir_version_for([opset_id]),  # loadable by older runtimes
         producer_name="fruitspark",
-        doc_string=f"EfficientNet-Lite0; input RGB normalised as (x - {MEAN_RGB}) / {STD_RGB}",
+        doc_string=f"{variant}; input {INPUT_SIZES[variant]} px RGB normalised as "
+        f"(x - {MEAN_RGB}) / {STD_RGB}",
     )
     onnx.checker.check_model(model)
     return model

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from fruitspark.layout import CLASSIFIER, CLASSIFIER_NPZ, EVALUATION, FEATURES, PREDICTIONS, SUMMARY
 from fruitspark.progress import tracked
 
-CLASSIFIER = "classifier"
-CLASSIFIER_NPZ = "classifier.npz"
-EVALUATION = "evaluation.json"
-PREDICTIONS = "predictions"
 MAX_MISCLASSIFIED = 48
 WORST_CLASSES = 12
 
@@ -26,9 +23,12 @@ WORST_CLASSES = 12
 class EvaluateOptions:
     """Chosen on a validation part of Training (benchmarks/quality.py), never on Test."""
 
-    features: str = "pca"
-    reg_param: float = 1.5e-5
-    max_iter: int = 200
+    features: str = field(
+        default="pca",
+        metadata={"help": "what the classifier reads", "choices": ("pca", "features")},
+    )
+    reg_param: float = field(default=1.5e-5, metadata={"help": "L2 regularisation strength"})
+    max_iter: int = field(default=200, metadata={"help": "iterations of L-BFGS at most"})
 
 
 def class_scores(pairs: Counter, labels: list[str]) -> dict[str, dict[str, float]]:
@@ -81,7 +81,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
-    from fruitspark.output import FEATURES, SUMMARY, OutputError
+    from fruitspark.output import OutputError
     from fruitspark.session import spark_session
     from fruitspark.storage import Storage
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +25,52 @@ DESCRIPTORS = ("both", "cnn", "colour")
 FAULT_ENV = "FRUITSPARK_TEST_KILL_PARTITION"  # test-only: kill this partition's first attempt
 
 
+def _tuning(text: str, **extra) -> dict:
+    return {
+        "help": text,
+        "group": "tuning",
+        **extra,
+    }
+
+
 @dataclass(frozen=True)
 class FeaturizeOptions:
     """How features are computed; every field has a measured default (see BENCHMARKS.md)."""
 
-    batch_size: int = 8
-    threads: int = 0  # ONNX Runtime threads per task; 0: spark.task.cpus
-    descriptor: str = "both"
-    colour_weight: float = 8.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_size: int = field(default=8, metadata=_tuning("images per model call"))
+    threads: int = field(
+        default=0,
+        metadata=_tuning(
+            "ONNX Runtime threads per task",
+            flag="--threads-per-task",
+            default_text="spark.task.cpus",
+        ),
+    )
+    descriptor: str = field(
+        default="both",
+        metadata={
+            "help": "what feeds PCA: CNN features and colour histogram, or one of them",
+            "group": "model",
+            "choices": DESCRIPTORS,
+        },
+    )
+    colour_weight: float = field(
+        default=8.0,
+        metadata={"help": "weight of the colour block against the CNN block", "group": "model"},
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=_tuning("larger images are refused (decompression bombs)"),
+    )
     root: str | None = None  # images must resolve inside it unless follow_symlinks
-    follow_symlinks: bool = False
+    follow_symlinks: bool = field(
+        default=False, metadata={"help": "read images whose symlink points outside INPUT"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
     def feature_dim(self, spec: ModelSpec) -> int:
         return {"both": spec.feature_dim + COLOUR_DIM, "cnn": spec.feature_dim}.get(

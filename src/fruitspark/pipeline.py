@@ -1,294 +1,621 @@
-"""The main job: list → featurize → PCA → write, with every image accounted for.
+"""The main job as a short sequence of named stages, with every image accounted for.
 
-Stages are functions of a Spark DataFrame; this module only sequences them, times them and
-commits the output (see :mod:`fruitspark.output`).
+``run`` is: prepare (no Spark: model, local input, local output and its lock), then list →
+featurize → reduce → write → account → report → commit. Each stage is a function of the run's
+context and earlier results, and returns a small frozen result with its wall time and its part
+of the summary (:mod:`fruitspark.summary`). The images are read, decoded and featurised once:
+the featurised rows are cached, and the PCA sums, the projection and the write all read the cache.
+The caller's session is left as found (:func:`fruitspark.sparkenv.session_as_found`).
 """
 
 from __future__ import annotations
 
 import io
+import math
+import os
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
-from fruitspark import __version__
+from fruitspark import __version__, sparkenv
 from fruitspark.decode import EMPTY_FILE
 from fruitspark.featurize import FeaturizeOptions, featurize
-from fruitspark.model import DEFAULT_MODEL, resolve_model
-from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
+from fruitspark.layout import CSV, FEATURES, PCA_MODEL, PCA_NPZ, REPORT, SUMMARY, staged
+from fruitspark.model import (
+    BUILT_IN,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    ModelSpec,
+    resolve_model,
+)
+from fruitspark.output import OutputError, RunLock, account, check_output, commit
 from fruitspark.progress import watch
-from fruitspark.reduce import add_pca, export_parameters, fit_pca
+from fruitspark.reduce import (
+    PcaFit,
+    add_pca,
+    export_parameters,
+    fit_moments,
+    moments,
+    save_spark_model,
+)
 from fruitspark.sources import (
+    IMAGE_EXTENSIONS,
     SourceError,
     absolute_local,
     empty_images,
+    images_per_partition,
+    local_path_of,
     partition_bytes,
     read_folder,
     read_manifest,
 )
-from fruitspark.storage import Storage
+from fruitspark.storage import LocalFiles, Storage
+from fruitspark.summary import (
+    Accounting,
+    ClassCount,
+    ImageCounts,
+    ModelInfo,
+    PcaInfo,
+    Settings,
+    SparkInfo,
+    Summary,
+)
 
 OUTPUT_COLUMNS = (
     "path", "label", "split", "size", "modified", "width", "height", "features", "pca", "error"
 )  # fmt: skip
-PCA_MODEL = "pca_model"
-PCA_NPZ = "pca.npz"
-REPORT = "report.html"
-CSV = "pca_csv"
+ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+FILE_CONFS = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+RUN_CONFS = (ARROW_BATCH, *FILE_CONFS)  # every conf a run sets, restored when it ends
 
 
 class RunFailed(RuntimeError):
     """The run finished but must not count as a success (accounting, --fail-on-error)."""
 
 
-@dataclass
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs besides the SparkSession; the CLI's options map one to one."""
+    """Everything a run needs besides the SparkSession; each field with help is a CLI option."""
 
-    input: str
-    output: str
-    model: str = DEFAULT_MODEL
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    model_output: str | None = None
-    pca_k: int | None = None
-    pca_variance: float = 0.95
-    csv: bool = False
-    overwrite: bool = False
-    resume: bool = False
-    fail_on_error: bool = False
-    report: bool = True
+    input: str = field(metadata=_help("image folder, or manifest file (.parquet or .csv)"))
+    output: str = field(metadata=_help("output folder (refused if it exists, see --overwrite)"))
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata=_help(f"{', '.join(BUILT_IN)} or a .onnx file", group="model"),
+    )
+    precision: str = field(
+        default=DEFAULT_PRECISION,
+        metadata=_help(
+            "built-in model's weights and arithmetic", group="model", choices=PRECISIONS
+        ),
+    )
+    input_size: int | None = field(
+        default=None,
+        metadata=_help("model input side in px", group="model", default_text="the model's"),
+    )
+    mean: tuple[float, float, float] | None = field(
+        default=None, metadata=_help("per-channel mean, 0..255 scale (R,G,B)", group="model")
+    )
+    std: tuple[float, float, float] | None = field(
+        default=None, metadata=_help("per-channel std, 0..255 scale (R,G,B)", group="model")
+    )
+    model_output: str | None = field(
+        default=None, metadata=_help("output tensor that holds the features", group="model")
+    )
+    pca_k: int | None = field(
+        default=None,
+        metadata=_help("keep exactly k components (overrides --pca-variance)", group="PCA"),
+    )
+    pca_variance: float = field(
+        default=0.95,
+        metadata=_help("keep the fewest components reaching this explained variance", group="PCA"),
+    )
+    csv: bool = field(
+        default=False, metadata=_help("also write label + PCA matrix as CSV", group="output")
+    )
+    overwrite: bool = field(
+        default=False, metadata=_help("replace an existing output", group="output")
+    )
+    resume: bool = field(
+        default=False, metadata=_help("only process new or changed images; merge", group="output")
+    )
+    fail_on_error: bool = field(
+        default=False, metadata=_help("exit non-zero if any image failed", group="output")
+    )
+    report: bool = field(default=True, metadata=_help("write report.html", group="output"))
     featurize: FeaturizeOptions = field(default_factory=FeaturizeOptions)
-    rows_per_arrow_batch: int = 64
-    images_per_partition: int | None = None
+    rows_per_arrow_batch: int = field(
+        default=64, metadata=_help("rows per Arrow batch sent to the model's tasks", group="tuning")
+    )
+    images_per_partition: int | None = field(
+        default=None,
+        metadata=_help(
+            "images per featurize task", group="tuning", default_text="about 8 tasks a core"
+        ),
+    )
 
-
-class _Stages:
-    """Wall time per stage, for the summary."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def time(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.perf_counter() - started, 3)
+    def __post_init__(self) -> None:
+        if self.overwrite and self.resume:
+            raise OutputError("--overwrite and --resume exclude each other: choose one")
+        if not 0 < self.pca_variance <= 1:
+            raise ValueError(f"--pca-variance must be in (0, 1], not {self.pca_variance}")
+        for name in ("pca_k", "input_size", "rows_per_arrow_batch", "images_per_partition"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
 
 def is_manifest(uri: str) -> bool:
     return uri.lower().endswith((".parquet", ".csv"))
 
 
-def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
+# --- the run's context and the stages' results --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What is known before Spark starts: the model is usable, local paths are checked."""
+
+    config: RunConfig
+    spec: ModelSpec
+    run_id: str
+    started_at: datetime
+    seconds: float
+    previous_complete: bool | None  # None: a remote output, checked once the session is up
+    lock: RunLock | None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    config: RunConfig
+    spec: ModelSpec
+    options: FeaturizeOptions
+    spark: Any
+    storage: Storage
+    run_id: str
+    parallelism: int
+    previous_complete: bool
+
+
+@dataclass(frozen=True)
+class Listed:
+    seconds: float
+    source: Any  # DataFrame to featurise (with ``content`` for a folder)
+    listing: Any  # DataFrame path, size, modified, label, split of every listed image
+    count: int
+    total_bytes: int
+    empty: Any | None  # zero-byte images Spark's scan drops, as listing rows
+
+
+@dataclass(frozen=True)
+class Featurized:
+    seconds: float
+    rows: Any  # the cached featurised rows, every listed image once
+    processed: int
+    partitions: int
+    images_per_partition: int
+    model_loads: int | None
+
+
+@dataclass(frozen=True)
+class Reduced:
+    seconds: float
+    fit: PcaFit
+    part: PcaInfo
+
+
+@dataclass(frozen=True)
+class Written:
+    seconds: float
+    parts: list[str]
+    features: Any  # DataFrame of the written Parquet
+
+
+@dataclass(frozen=True)
+class Accounted:
+    seconds: float
+    accounting: Accounting
+    images: ImageCounts
+    errors_by_reason: dict[str, int]
+    labels: dict[str, int]
+    class_counts: list[ClassCount]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.started, self.seconds = time.perf_counter(), 0.0
+
+
+def job_group(run_id: str, stage: str) -> str:
+    """The Spark job group of one stage of one run (progress and tests read it)."""
+    return f"fruitspark-{run_id}-{stage}"
+
+
+@contextmanager
+def stage(
+    context: RunContext, name: str, *, bar: bool = False, total: int | None = None
+) -> Iterator[Clock]:
+    """Time a stage and tag its Spark jobs; with ``bar``, a progress bar (of ``total`` images,
+    else of tasks) follows them. Quick stages go without one."""
+    group = job_group(context.run_id, name)
+    sparkenv.set_job(context.spark, group, f"fruitspark {name}")
+    clock = Clock()
+    with watch(context.spark, name, total, group=group) if bar else nullcontext():
+        try:
+            yield clock
+        finally:
+            clock.seconds = round(time.perf_counter() - clock.started, 3)
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def run(config: RunConfig, spark=None, *, master: str | None = None) -> Summary:
     """Run the job and return its summary (also written to ``OUTPUT/summary.json``).
 
-    ``spark`` is an existing session (a notebook's, spark-submit's); without it one is made on
-    ``master``, once the model is known to be usable, so a bad ``--model`` fails in a second.
+    ``spark`` is an existing session (a notebook's, spark-submit's), left as found; without it
+    one is made on ``master`` once the model and the local paths are known to be usable.
     """
     from fruitspark.session import spark_session
 
-    started_at = datetime.now(timezone.utc)
-    stages = _Stages()
-    with stages.time("model"):
-        spec = resolve_model(
-            config.model,
-            input_size=config.input_size,
-            mean=config.mean,
-            std=config.std,
-            output_name=config.model_output,
-        )
-    spark = spark or spark_session(master)
-    storage = Storage(spark, config.output)
-    previous_complete = check_output(storage, overwrite=config.overwrite, resume=config.resume)
-    options = FeaturizeOptions(
-        **{
-            **asdict(config.featurize),
-            "threads": config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
-            "root": config.featurize.root
-            or (None if is_manifest(config.input) else absolute_local(config.input)),
-        }
-    )
-    staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
-    context = spark.sparkContext
-    parallelism = context.defaultParallelism
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.rows_per_arrow_batch)
+    prepared = prepare(config)
+    with ExitStack() as cleanup:
+        if prepared.lock is not None:
+            cleanup.callback(prepared.lock.release)
+        spark = spark or spark_session(master)
+        cleanup.enter_context(sparkenv.session_as_found(spark, RUN_CONFS))
+        context = start(prepared, spark, cleanup)
+        listed = list_images(context)
+        featurized = featurize_images(context, listed)
+        cleanup.callback(featurized.rows.unpersist)
+        reduced = reduce_features(context, featurized)
+        written = write_outputs(context, featurized, reduced)
+        accounted = account_images(context, listed, written)
+        summary = assemble(prepared, context, listed, featurized, reduced, written, accounted)
+        summary, parts = report_stage(context, summary, written, accounted)
+        summary = commit_stage(prepared, context, summary, parts)
+    return check_outcome(config, summary)
 
-    with stages.time("list"):
-        if is_manifest(config.input):
-            source = read_manifest(spark, config.input, partitions=parallelism * 8)
+
+def prepare(config: RunConfig) -> Prepared:
+    """Refuse what can be refused without Spark; lock a local output."""
+    clock = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
+    spec = resolve_model(
+        config.model,
+        precision=config.precision,
+        input_size=config.input_size,
+        mean=config.mean,
+        std=config.std,
+        output_name=config.model_output,
+    )
+    check_local_input(config.input)
+    run_id = uuid.uuid4().hex[:12]
+    local = local_path_of(config.output)
+    complete = lock = None
+    if local is not None:
+        files = LocalFiles(local)
+        complete = check_output(files, overwrite=config.overwrite, resume=config.resume)
+        lock = RunLock.acquire(files, run_id, started_at.isoformat())
+    seconds = round(time.perf_counter() - clock, 3)
+    return Prepared(config, spec, run_id, started_at, seconds, complete, lock)
+
+
+def check_local_input(uri: str) -> None:
+    """A local input that does not exist, or a folder without any image, fails here."""
+    local = local_path_of(uri)
+    if local is None:
+        return
+    if not os.path.exists(local):
+        raise SourceError(f"input not found: {uri}")
+    if os.path.isdir(local) and not _has_image(local):
+        raise SourceError(f"no images found in {uri} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+
+
+def _has_image(folder: str) -> bool:
+    """Whether the tree holds at least one image file: stops at the first one."""
+    suffixes = tuple(f".{extension}" for extension in IMAGE_EXTENSIONS)
+    for _, _, names in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(suffixes) for name in names):
+            return True
+    return False
+
+
+def start(prepared: Prepared, spark, cleanup: ExitStack) -> RunContext:
+    """The session is up: check and lock a remote output, settle the featurize options."""
+    config = prepared.config
+    storage = Storage(spark, config.output)
+    complete = prepared.previous_complete
+    if prepared.lock is None:
+        complete = check_output(storage, overwrite=config.overwrite, resume=config.resume)
+        lock = RunLock.acquire(storage, prepared.run_id, prepared.started_at.isoformat())
+        cleanup.callback(lock.release)
+    options = replace(
+        config.featurize,
+        threads=config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
+        root=config.featurize.root
+        or (None if is_manifest(config.input) else absolute_local(config.input)),
+    )
+    return RunContext(
+        config, prepared.spec, options, spark, storage, prepared.run_id,
+        sparkenv.parallelism(spark), bool(complete),
+    )  # fmt: skip
+
+
+def list_images(context: RunContext) -> Listed:
+    """The input listed once: a thin call into :mod:`fruitspark.sources`, counted in one job."""
+    spark, uri = context.spark, context.config.input
+    with stage(context, "list") as clock:
+        if is_manifest(uri):
+            source = read_manifest(spark, uri, partitions=context.parallelism * 8)
         else:
-            source = read_folder(spark, config.input)
+            source = read_folder(spark, uri)
         listing = source.drop("content") if "content" in source.columns else source
         totals = listing.agg({"path": "count", "size": "sum"}).first()
-        listed, total_bytes = int(totals[0]), int(totals[1] or 0)
-        empty = None if is_manifest(config.input) else empty_images(spark, listing, listed)
+        count, total_bytes = int(totals[0]), int(totals[1] or 0)
+        empty = None if is_manifest(uri) else empty_images(spark, listing, count)
         if empty is not None:
             listing = listing.unionByName(empty)
-            listed += empty.count()
-    if listed == 0:
-        raise SourceError(f"no images found in {config.input} (looked for jpg, png, webp, bmp…)")
+            count += empty.count()
+    if count == 0:
+        raise SourceError(f"no images found in {uri} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return Listed(clock.seconds, source, listing, count, total_bytes, empty)
 
-    previous = None
-    if config.resume and previous_complete:
-        previous = _reusable_rows(spark, storage, listing, spec, options)
-    todo = source if previous is None else _changed(listing, previous, parallelism)
-    todo_count = listed if previous is None else todo.count()
-    max_bytes, open_cost = partition_bytes(todo_count, total_bytes, parallelism)
-    if config.images_per_partition:
-        max_bytes = config.images_per_partition * 2 * open_cost
-    spark.conf.set("spark.sql.files.maxPartitionBytes", max_bytes)
-    spark.conf.set("spark.sql.files.openCostInBytes", open_cost)
 
-    featurized_uri = storage.uri(f"{staging}/featurized")
-    with stages.time("featurize"), watch(spark, "featurize", todo_count):
-        fresh, model_loads = featurize(todo, spec, options)
+def featurize_images(context: RunContext, listed: Listed) -> Featurized:
+    """Each image read, decoded and featurised once; the rows cached for every later stage.
+
+    The image partitioning (file confs for a folder scan, a repartition by count for paths read
+    by the workers) is set only while the cached plan is made, never for later reads.
+    """
+    from pyspark import StorageLevel
+
+    config, spark = context.config, context.spark
+    previous = _reusable_rows(context, listed.listing) if config.resume else None
+    todo = listed.source if previous is None else _changed(listed.listing, previous)
+    todo_count = listed.count if previous is None else todo.count()
+    per_task = config.images_per_partition or images_per_partition(todo_count, context.parallelism)
+    confs: dict[str, Any] = {ARROW_BATCH: config.rows_per_arrow_batch}
+    if "content" in todo.columns:  # Spark's file scan: pack images by count via the file confs
+        _, open_cost = partition_bytes(todo_count, listed.total_bytes, context.parallelism)
+        confs.update(zip(FILE_CONFS, (per_task * 2 * open_cost, open_cost), strict=True))
+    else:  # paths read by the workers: as many tasks as the count asks for
+        todo = todo.repartition(max(1, math.ceil(todo_count / per_task)))
+    with (
+        stage(context, "featurize", bar=True, total=todo_count) as clock,
+        sparkenv.temporary_conf(spark, confs),
+    ):
+        fresh, model_loads = featurize(todo, context.spec, context.options)
         if previous is not None:
             fresh = fresh.unionByName(previous)
-        if empty is not None:
-            fresh = fresh.unionByName(_empty_rows(empty))
-        featurize_partitions = fresh.rdd.getNumPartitions()
-        fresh.write.parquet(featurized_uri)
-    featurized = spark.read.parquet(featurized_uri)
-    if featurized.where("features IS NOT NULL").limit(1).count() == 0:
-        reasons = [row["error"] for row in featurized.select("error").distinct().limit(3).collect()]
-        raise RunFailed(
-            f"no image of {config.input} could be featurised (e.g. {'; '.join(reasons)}); "
-            "nothing to reduce with PCA"
-        )
+        if listed.empty is not None:
+            fresh = fresh.unionByName(_empty_rows(listed.empty))
+        rows = fresh.persist(StorageLevel.MEMORY_AND_DISK)
+        rows.count()  # fills the cache: the one pass over the images
+    partitions = sparkenv.partitions(rows)
+    return Featurized(clock.seconds, rows, todo_count, partitions, per_task, model_loads.value)
 
-    with stages.time("pca"), watch(spark, "pca"):
-        fit = fit_pca(
-            featurized,
-            dimension=options.feature_dim(spec),
-            k=config.pca_k,
-            variance=None if config.pca_k else config.pca_variance,
-        )
-    with stages.time("write"), watch(spark, "write"):
-        final = add_pca(featurized, fit.model).select(*OUTPUT_COLUMNS)
-        final.write.parquet(storage.uri(f"{staging}/{FEATURES}"))
-        fit.model.write().save(storage.uri(f"{staging}/{PCA_MODEL}"))
+
+def reduce_features(context: RunContext, featurized: Featurized) -> Reduced:
+    """PCA sums on the executors from the cache, the eigendecomposition on the driver."""
+    config = context.config
+    dimension = context.options.feature_dim(context.spec)
+    with stage(context, "reduce", bar=True) as clock:
+        stats = moments(featurized.rows, dimension=dimension, parallelism=context.parallelism)
+        if stats.count == 0:
+            raise RunFailed(
+                f"no image of {config.input} could be featurised "
+                f"(e.g. {_some_errors(featurized.rows)}); nothing to reduce with PCA"
+            )
+        variance = None if config.pca_k else config.pca_variance
+        fit = fit_moments(stats, k=config.pca_k, variance=variance)
+    part = PcaInfo(
+        k=fit.k,
+        explained_variance=fit.explained_variance,
+        k_requested=config.pca_k,
+        variance_target=variance,
+    )
+    return Reduced(clock.seconds, fit, part)
+
+
+def write_outputs(context: RunContext, featurized: Featurized, reduced: Reduced) -> Written:
+    """Features with their projection, written once; the PCA model in Spark ML's format and npz."""
+    spark, storage, run_id = context.spark, context.storage, context.run_id
+    fit = reduced.fit
+    with stage(context, "write", bar=True) as clock:
+        shipped = sparkenv.ship(spark, (fit.mean, fit.components))
+        final = add_pca(featurized.rows, fit, shipped).select(*OUTPUT_COLUMNS)
+        final.write.parquet(storage.uri(staged(run_id, FEATURES)))
+        save_spark_model(spark, storage, staged(run_id, PCA_MODEL), fit)
         buffer = io.BytesIO()
         np.savez(buffer, **export_parameters(fit))
-        storage.write_bytes(f"{staging}/{PCA_NPZ}", buffer.getvalue())
-        written = spark.read.parquet(storage.uri(f"{staging}/{FEATURES}"))
-        if config.csv:
-            _write_csv(written, storage.uri(f"{staging}/{CSV}"), fit.k)
+        storage.write_bytes(staged(run_id, PCA_NPZ), buffer.getvalue())
+        written = spark.read.parquet(storage.uri(staged(run_id, FEATURES)))
+        parts = [FEATURES, PCA_MODEL, PCA_NPZ]
+        if context.config.csv:
+            _write_csv(written, storage.uri(staged(run_id, CSV)), fit.k)
+            parts.append(CSV)
+    return Written(clock.seconds, parts, written)
 
-    from pyspark.sql import functions as F
 
-    with stages.time("account"):
-        accounting = account(listing, written)
-        errors = (
-            written.where("error IS NOT NULL").groupBy("error").count().orderBy("count").collect()
-        )
-        classes = (
-            written.groupBy("label", "split", F.col("error").isNotNull().alias("failed"))
-            .count()
-            .collect()
-        )
-    failed = sum(row["count"] for row in errors)
-    per_label: Counter = Counter()
-    for row in classes:
-        per_label[row["label"]] += row["count"]
-    finished_at = datetime.now(timezone.utc)
-    stages.seconds["total"] = round((finished_at - started_at).total_seconds(), 3)
-    summary = {
-        "fruitspark_version": __version__,
-        "input": config.input,
-        "output": storage.uri(),
-        "started_at": started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "images": {
-            "listed": listed,
-            "featurised": accounting["rows"] - failed,
-            "failed": failed,
-            "processed_this_run": todo_count,
-            "reused_from_previous_run": listed - todo_count,
-        },
-        "errors_by_reason": {row["error"]: row["count"] for row in errors},
-        "accounting": accounting,
-        "model": {
-            "id": spec.model_id,
-            "source": config.model if config.model == DEFAULT_MODEL else spec.path,
-            "mean": list(spec.normalisation.mean),
-            "std": list(spec.normalisation.std),
-            "sha256": spec.sha256,
-            "input_size": spec.input_size,
-            "output": spec.output_name,
-            "feature_dim": options.feature_dim(spec),
-            "descriptor": options.descriptor,
-            "colour_weight": options.colour_weight,
-        },
-        "pca": {
-            "k": fit.k,
-            "explained_variance": fit.explained_variance,
-            "selection": fit.selection,
-        },
-        "stages": stages.seconds,
-        "throughput_images_per_s": round(todo_count / max(stages.seconds["featurize"], 1e-9), 2),
-        "settings": {
-            "batch_size": options.batch_size,
-            "threads_per_task": options.threads,
-            "rows_per_arrow_batch": config.rows_per_arrow_batch,
-            "max_partition_bytes": max_bytes,
-            "parallelism": parallelism,
-            "featurize_partitions": featurize_partitions,
-            "model_loads": model_loads.value,
-        },
-        "spark": {
-            "master": context.master,
-            "version": spark.version,
-            "app_id": context.applicationId,
-        },
-        "labels": dict(sorted(per_label.items())),
-        "class_counts": [row.asDict() for row in classes],
+def account_images(context: RunContext, listed: Listed, written: Written) -> Accounted:
+    """Accounting and the per-class counts, from the written output, one aggregation each."""
+    with stage(context, "account") as clock:
+        accounting = account(listed.listing, written.features)
+        groups = written.features.groupBy("label", "split", "error").count().collect()
+    errors: dict[str, int] = {}
+    labels: dict[str, int] = {}
+    classes: dict[tuple, int] = {}
+    for row in groups:
+        if row["error"] is not None:
+            errors[row["error"]] = errors.get(row["error"], 0) + row["count"]
+        labels[row["label"]] = labels.get(row["label"], 0) + row["count"]
+        key = (row["label"], row["split"], row["error"] is not None)
+        classes[key] = classes.get(key, 0) + row["count"]
+    failed = sum(errors.values())
+    images = ImageCounts(listed=listed.count, featurised=accounting.rows - failed, failed=failed)
+    class_counts = [ClassCount(*key, count) for key, count in sorted(classes.items(), key=str)]
+    errors = dict(sorted(errors.items(), key=lambda item: (item[1], item[0])))
+    ordered_labels = dict(sorted(labels.items(), key=lambda item: str(item[0])))
+    return Accounted(clock.seconds, accounting, images, errors, ordered_labels, class_counts)
+
+
+def assemble(
+    prepared: Prepared,
+    context: RunContext,
+    listed: Listed,
+    featurized: Featurized,
+    reduced: Reduced,
+    written: Written,
+    accounted: Accounted,
+) -> Summary:
+    """The summary from the stages' parts; the report and commit stages add their times."""
+    config, options, spark = context.config, context.options, context.spark
+    images = replace(
+        accounted.images,
+        processed_this_run=featurized.processed,
+        reused_from_previous_run=listed.count - featurized.processed,
+    )
+    stages = {
+        "prepare": prepared.seconds,
+        "list": listed.seconds,
+        "featurize": featurized.seconds,
+        "reduce": reduced.seconds,
+        "write": written.seconds,
+        "account": accounted.seconds,
     }
-    parts = [FEATURES, PCA_MODEL, PCA_NPZ, *([CSV] if config.csv else [])]
-    if config.report:
-        _stage_report(storage, staging, summary, written)
+    return Summary(
+        fruitspark_version=__version__,
+        run_id=context.run_id,
+        input=config.input,
+        output=context.storage.uri(),
+        started_at=prepared.started_at.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),  # the commit sets the final one
+        images=images,
+        errors_by_reason=accounted.errors_by_reason,
+        accounting=accounted.accounting,
+        model=model_info(config, context.spec, options),
+        pca=reduced.part,
+        stages=stages,
+        throughput_images_per_s=round(featurized.processed / max(featurized.seconds, 1e-9), 2),
+        settings=Settings(
+            batch_size=options.batch_size,
+            threads_per_task=options.threads,
+            rows_per_arrow_batch=config.rows_per_arrow_batch,
+            images_per_partition=featurized.images_per_partition,
+            parallelism=context.parallelism,
+            featurize_partitions=featurized.partitions,
+            model_loads=featurized.model_loads,
+        ),
+        spark=SparkInfo(sparkenv.master(spark), spark.version, sparkenv.app_id(spark)),
+        labels=accounted.labels,
+        class_counts=accounted.class_counts,
+    )
+
+
+def model_info(config: RunConfig, spec: ModelSpec, options: FeaturizeOptions) -> ModelInfo:
+    """The summary's model part: what ``predict`` and ``--resume`` need to rebuild or compare."""
+    return ModelInfo(
+        id=spec.model_id,
+        source=config.model if config.model in BUILT_IN else spec.path,
+        mean=list(spec.normalisation.mean),
+        std=list(spec.normalisation.std),
+        sha256=spec.sha256,
+        precision=spec.precision,
+        input_size=spec.input_size,
+        output=spec.output_name,
+        feature_dim=options.feature_dim(spec),
+        descriptor=options.descriptor,
+        colour_weight=options.colour_weight,
+    )
+
+
+def report_stage(context: RunContext, summary: Summary, written: Written, accounted: Accounted):
+    """The report is built before the commit, so it is there when the output is complete."""
+    parts = list(written.parts)
+    seconds = 0.0
+    if context.config.report:
+        from fruitspark.report import render_report
+
+        with stage(context, "report") as clock:
+            table = report_table(written.features, accounted.images.featurised)
+            html = render_report(summary.to_dict(), table, None)
+            context.storage.write_bytes(staged(context.run_id, REPORT), html.encode())
+        seconds = clock.seconds
         parts.append(REPORT)
-    commit(storage, staging, parts, summary)
-    if not accounting["ok"]:
-        raise RunFailed(f"accounting failed: {accounting} (see {storage.uri(SUMMARY)})")
-    if config.fail_on_error and failed:
-        raise RunFailed(f"{failed} image(s) failed (--fail-on-error); see {storage.uri(SUMMARY)}")
+    return replace(summary, stages={**summary.stages, "report": seconds}), parts
+
+
+def commit_stage(prepared: Prepared, context: RunContext, summary: Summary, parts) -> Summary:
+    """Move the parts into place; the summary, with the commit's own time, goes last."""
+    committed: list[Summary] = []
+
+    def finish() -> Summary:
+        now = datetime.now(timezone.utc)
+        stages = {
+            **summary.stages,
+            "commit": round(time.perf_counter() - clock.started, 3),
+            "total": round((now - prepared.started_at).total_seconds(), 3),
+        }
+        committed.append(replace(summary, finished_at=now.isoformat(), stages=stages))
+        return committed[0]
+
+    with stage(context, "commit") as clock:
+        commit(context.storage, context.run_id, parts, finish)
+    return committed[0]
+
+
+def check_outcome(config: RunConfig, summary: Summary) -> Summary:
+    where = f"{summary.output.rstrip('/')}/{SUMMARY}"
+    if not summary.accounting.ok:
+        raise RunFailed(f"accounting failed: {asdict(summary.accounting)} (see {where})")
+    if config.fail_on_error and summary.images.failed:
+        raise RunFailed(f"{summary.images.failed} image(s) failed (--fail-on-error); see {where}")
     return summary
 
 
-def _reusable_rows(spark, storage: Storage, listing, spec, options: FeaturizeOptions):
+# --- helpers of the stages ------------------------------------------------------------------------
+
+
+def _reusable_rows(context: RunContext, listing):
     """Rows of the previous output whose file is unchanged (same path, size and mtime)."""
-    before = storage.read_json(SUMMARY)
-    model = before.get("model", {})
-    if (model.get("sha256"), model.get("input_size"), model.get("descriptor")) != (
-        spec.sha256,
-        spec.input_size,
-        options.descriptor,
-    ) or model.get("colour_weight") != options.colour_weight:
+    from fruitspark.summary import load
+
+    if not context.previous_complete:
+        return None
+    before = load(context.storage.read_bytes(SUMMARY)).model
+    now = model_info(context.config, context.spec, context.options)
+    if before.precision != now.precision:
+        raise OutputError(
+            f"cannot resume: the previous output was made in {before.precision}, this run is "
+            f"{now.precision}; features of both must not mix (use --overwrite)"
+        )
+    if (before.sha256, before.input_size, before.descriptor, before.colour_weight) != (
+        now.sha256, now.input_size, now.descriptor, now.colour_weight,
+    ):  # fmt: skip
         raise OutputError(
             "cannot resume: the previous output was made with another model or descriptor; "
             "use --overwrite"
         )
-    old = spark.read.parquet(storage.uri(FEATURES)).drop("pca")
+    old = context.spark.read.parquet(context.storage.uri(FEATURES)).drop("pca")
     current = listing.select("path", "size", "modified")
     return old.join(current, ["path", "size", "modified"], "left_semi")
 
 
-def _changed(listing, previous, partitions: int):
+def _changed(listing, previous):
     """Listing rows that are new or changed: read by path in the workers, not by Spark's scan."""
-    from pyspark.sql import functions as F
-
-    todo = listing.join(previous.select("path"), "path", "left_anti")
-    return todo.repartition(max(1, partitions * 2), F.col("path"))
+    return listing.join(previous.select("path"), "path", "left_anti")
 
 
 def _empty_rows(empty):
@@ -304,6 +631,11 @@ def _empty_rows(empty):
     )
 
 
+def _some_errors(rows) -> str:
+    reasons = [row["error"] for row in rows.select("error").distinct().limit(3).collect()]
+    return "; ".join(str(reason) for reason in reasons)
+
+
 def _write_csv(written, uri: str, k: int) -> None:
     from pyspark.sql import functions as F
 
@@ -316,14 +648,17 @@ def _write_csv(written, uri: str, k: int) -> None:
 REPORT_SAMPLE = 20_000  # points in the PCA scatter; errors are all kept (the report caps rows)
 
 
-def report_table(written):
-    """What the report plots, bounded on the driver: every failed row and a sample of the rest."""
+def report_table(written, featurised: int | None = None):
+    """What the report plots, bounded on the driver: every failed row and a sample of the rest.
+
+    ``featurised`` (the good rows, known from the summary) spares a count.
+    """
     from pyspark.sql import functions as F
 
     columns = ["path", "label", "split", "width", "height", "pca", "error"]
     failed = written.where(F.col("error").isNotNull()).select(*columns).limit(100_000)
     good = written.where(F.col("error").isNull())
-    total = good.count()
+    total = good.count() if featurised is None else featurised
     if total > REPORT_SAMPLE:
         good = good.sample(fraction=min(1.0, 1.2 * REPORT_SAMPLE / total), seed=7)
     import pyarrow as pa
@@ -332,26 +667,20 @@ def report_table(written):
     return pa.Table.from_pandas(rows, preserve_index=False)
 
 
-def _stage_report(storage: Storage, staging: str, summary: dict, written) -> None:
-    """The report is built before the commit, so it is there when the output is complete."""
-    from fruitspark.report import render_report
-
-    html = render_report(summary, report_table(written), None)
-    storage.write_bytes(f"{staging}/{REPORT}", html.encode())
-
-
 def refresh_report(output: str, spark=None) -> str:
     """Rewrite ``OUTPUT/report.html`` from the output as it is now (e.g. after ``evaluate``)."""
-    from fruitspark.evaluate import EVALUATION
+    from fruitspark.layout import EVALUATION
     from fruitspark.report import render_report
     from fruitspark.session import spark_session
+    from fruitspark.summary import load
 
     spark = spark or spark_session()
     storage = Storage(spark, output)
     if not storage.exists(SUMMARY):
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
+    summary = load(storage.read_bytes(SUMMARY))
     evaluation = storage.read_json(EVALUATION) if storage.exists(EVALUATION) else None
     written = spark.read.parquet(storage.uri(FEATURES))
-    html = render_report(storage.read_json(SUMMARY), report_table(written), evaluation)
-    storage.write_bytes(REPORT, html.encode())
+    table = report_table(written, summary.images.featurised)
+    storage.write_bytes(REPORT, render_report(summary.to_dict(), table, evaluation).encode())
     return storage.uri(REPORT)

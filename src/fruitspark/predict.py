@@ -8,18 +8,19 @@ batch job, and the PCA and the classifier are applied from the parameters the ba
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fruitspark.evaluate import CLASSIFIER_NPZ, softmax_top_k
+from fruitspark.evaluate import softmax_top_k
 from fruitspark.featurize import FeaturizeOptions, describe_images
+from fruitspark.layout import CLASSIFIER_NPZ, PCA_NPZ, SUMMARY
 from fruitspark.model import new_session, resolve_model
-from fruitspark.output import SUMMARY, OutputError
+from fruitspark.output import OutputError
 from fruitspark.reduce import project
 from fruitspark.sources import ReadError, read_bytes
+from fruitspark.summary import load
 
 
 @dataclass(frozen=True)
@@ -40,21 +41,21 @@ def _load(model_dir: str, name: str) -> bytes:
 
 def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Prediction]:
     """Top-k labels and probabilities for each image; a bad image gets an error, not a raise."""
-    summary = json.loads(_load(model_dir, SUMMARY))
-    described = summary["model"]
+    described = load(_load(model_dir, SUMMARY)).model
     spec = resolve_model(
-        described.get("source", described["id"]),
-        input_size=described["input_size"],
-        mean=tuple(described["mean"]),
-        std=tuple(described["std"]),
-        output_name=described["output"],
+        described.source or described.id,
+        precision=described.precision,
+        input_size=described.input_size,
+        mean=tuple(described.mean),
+        std=tuple(described.std),
+        output_name=described.output,
     )
-    if spec.sha256 != described["sha256"]:
+    if spec.sha256 != described.sha256:
         raise OutputError(f"the model file changed since {model_dir} was made (checksum differs)")
     options = FeaturizeOptions(
-        descriptor=described["descriptor"], colour_weight=described["colour_weight"]
+        descriptor=described.descriptor, colour_weight=described.colour_weight
     )
-    pca = np.load(io.BytesIO(_load(model_dir, "pca.npz")))
+    pca = np.load(io.BytesIO(_load(model_dir, PCA_NPZ)))
     classifier = np.load(io.BytesIO(_load(model_dir, CLASSIFIER_NPZ)))
     contents: list[bytes | None] = []
     read_errors: dict[int, str] = {}

@@ -60,12 +60,13 @@ def watch(
     total: int | None = None,
     *,
     unit: str = "images",
+    group: str | None = None,
     stream: TextIO | None = None,
     every: float = 0.5,
 ) -> Iterator[None]:
     """Show the progress of the Spark jobs run inside the block (see the module's docstring)."""
     stream = stream or sys.stderr
-    with _task_counter(spark, stage) as count:
+    with _task_counter(spark, group or f"fruitspark-{stage}-{time.monotonic_ns()}") as count:
         bar = _Bar(stage, total, unit, stream)
         stop = threading.Event()
 
@@ -157,14 +158,14 @@ class _Bar:
 
 
 @contextmanager
-def _task_counter(spark, stage: str) -> Iterator[TaskCount]:
+def _task_counter(spark, group: str) -> Iterator[TaskCount]:
     """A function giving (completed, total) tasks of the block's jobs, however Spark tells."""
     try:
         context = spark.sparkContext
     except Exception:  # Spark Connect has no SparkContext
         context = None
     if context is not None:
-        with _job_group(context, stage) as count:
+        with _job_group(context, group) as count:
             yield count
     else:
         with _connect_handler(spark) as count:
@@ -172,10 +173,10 @@ def _task_counter(spark, stage: str) -> Iterator[TaskCount]:
 
 
 @contextmanager
-def _job_group(context, stage: str) -> Iterator[TaskCount]:
-    group = f"fruitspark-{stage}-{time.monotonic_ns()}"
+def _job_group(context, group: str) -> Iterator[TaskCount]:
     previous = {key: context.getLocalProperty(key) for key in JOB_GROUP_KEYS}
-    context.setJobGroup(group, f"fruitspark {stage}", interruptOnCancel=True)
+    if previous["spark.jobGroup.id"] != group:  # the caller may have tagged the jobs already
+        context.setJobGroup(group, group, interruptOnCancel=True)
 
     def count() -> tuple[int, int]:
         tracker = context.statusTracker()

@@ -1,27 +1,149 @@
-"""PCA in Spark ML, centred, with k fixed or chosen by explained variance.
+"""PCA as numpy on the executors and the driver: fast with or without a system BLAS.
 
-The fitted model is a standard, saveable ``PipelineModel``: centre (``StandardScaler`` with mean,
-without scaling), project on every component (``PCA``), keep the first k (``VectorSlicer``).
-Fitting it sends only d-vectors and the d x d covariance to the driver. Fitting all components once
-gives the whole explained-variance curve, and k is then a cheap slice, never a second pass.
-The same parameters are exported to ``pca.npz`` so that ``predict`` can project without Spark.
+Fitting needs the mean and the d x d covariance of the features, which are sums: each executor
+task adds up ``n``, ``sum x`` and ``sum x x^T`` of its rows with numpy (whose wheels bundle an
+optimised BLAS, unlike Spark ML's JVM, which falls back to pure Java without a system one), the
+partial sums are added on the executors, and only one d x d matrix reaches the driver, where
+numpy's ``eigh`` gives every component at once. The whole explained-variance curve is known, so
+k is then a cheap slice, never a second pass; the projection onto those k components runs with
+numpy on the executors, the k x d matrix shipped once per executor.
+
+Each partial sum is taken in float64 around a shift (its first rows' mean), which keeps the
+small components exact; partials are combined exactly (Chan et al.'s pairwise formula).
+The fitted PCA is also saved in Spark ML's own on-disk format, as a ``PipelineModel`` of a
+centring ``StandardScalerModel`` and a ``PCAModel`` with k components, which
+``PipelineModel.load`` reads, and as ``pca.npz`` for ``predict``, which needs no Spark.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 VECTOR_COL = "vector"
+PCA_COL = "pca"
+ROWS_PER_PRODUCT = 2048  # rows stacked before one X^T X product (BLAS wants tall blocks)
+MOMENT_FIELDS = [pa.field(name, pa.binary()) for name in ("count", "shift", "sum", "product")]
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sums of ``count`` rows around ``shift``: of ``x - shift`` and of its outer products."""
+
+    count: int
+    shift: np.ndarray
+    total: np.ndarray
+    product: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, shift: np.ndarray | None = None) -> Moments:
+        shift = rows[: min(len(rows), 64)].mean(axis=0) if shift is None else shift
+        centred = np.asarray(rows, np.float64) - shift
+        product = centred.T @ centred  # numpy sees X^T X: a symmetric rank-k update (syrk)
+        return cls(len(rows), shift.astype(np.float64), centred.sum(axis=0), product)
+
+    def mean(self) -> np.ndarray:
+        return self.shift + self.total / self.count
+
+    def scatter(self) -> np.ndarray:
+        """``sum (x - mean)(x - mean)^T``: the covariance times n."""
+        offset = self.total / self.count
+        return self.product - self.count * np.outer(offset, offset)
+
+    def __add__(self, other: Moments) -> Moments:
+        if not other.count:
+            return self
+        if not self.count:
+            return other
+        count = self.count + other.count
+        mean_a, mean_b = self.mean(), other.mean()
+        delta = mean_b - mean_a
+        scatter = self.scatter() + other.scatter()
+        scatter += np.outer(delta, delta) * (self.count * other.count / count)
+        mean = mean_a + delta * (other.count / count)
+        return Moments(count, mean, np.zeros_like(mean), scatter)
+
+    def to_row(self) -> list[bytes]:
+        arrays = (np.array([self.count]), self.shift, self.total, self.product)
+        return [np.ascontiguousarray(array, np.float64).tobytes() for array in arrays]
+
+    @classmethod
+    def from_row(cls, row, dimension: int) -> Moments:
+        count, shift, total, product = (
+            np.frombuffer(row[name]) for name in ("count", "shift", "sum", "product")
+        )
+        return cls(int(count[0]), shift, total, product.reshape(dimension, dimension))
+
+
+def _batch_moments(batches: Iterator[pa.RecordBatch], column: str, dimension: int):
+    """One partial sum for all the rows of a task (failed rows, with null features, skipped)."""
+    total = Moments(0, np.zeros(dimension), np.zeros(dimension), np.zeros((dimension, dimension)))
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal total
+        if pending:
+            total = total + Moments.of(np.concatenate(pending))
+            pending.clear()
+
+    for batch in batches:
+        features = batch.column(column).drop_null()
+        if len(features):
+            values = features.flatten().to_numpy(zero_copy_only=False)
+            pending.append(values.reshape(len(features), dimension))
+        if sum(len(block) for block in pending) >= ROWS_PER_PRODUCT:
+            flush()
+    flush()
+    if total.count:
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([value]) for value in total.to_row()], schema=pa.schema(MOMENT_FIELDS)
+        )
+
+
+def _sum_moments(batches: Iterator[pa.RecordBatch], dimension: int):
+    parts = [Moments.from_row(row, dimension) for batch in batches for row in batch.to_pylist()]
+    if parts:
+        total = sum(parts[1:], parts[0])
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([value]) for value in total.to_row()], schema=pa.schema(MOMENT_FIELDS)
+        )
+
+
+def moments(frame, *, dimension: int, parallelism: int, column: str = "features") -> Moments:
+    """The features' moments: partial sums per task, added on the executors, one row collected."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = from_arrow_schema(pa.schema(MOMENT_FIELDS))
+    partials = (
+        frame.select(column)
+        .coalesce(max(1, parallelism))
+        .mapInArrow(lambda batches: _batch_moments(batches, column, dimension), schema)
+    )
+    rows = (
+        partials.repartition(1)
+        .mapInArrow(lambda batches: _sum_moments(batches, dimension), schema)
+        .collect()
+    )
+    if not rows:
+        return Moments(
+            0, np.zeros(dimension), np.zeros(dimension), np.zeros((dimension, dimension))
+        )
+    return Moments.from_row(rows[0], dimension)
 
 
 @dataclass(frozen=True)
 class PcaFit:
-    model: object  # pyspark.ml.PipelineModel
-    k: int
+    """A fitted centred PCA: the mean, the k kept components (k x d) and every ratio."""
+
+    mean: np.ndarray
+    components: np.ndarray
     explained_variance: list[float]  # ratio per component, all components
-    selection: str
+    k: int
 
 
 def choose_k(explained_variance: np.ndarray, *, k: int | None, variance: float | None) -> int:
@@ -35,68 +157,123 @@ def choose_k(explained_variance: np.ndarray, *, k: int | None, variance: float |
     return int(reached[0] + 1) if len(reached) else len(ratios)
 
 
-def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """Centred projection, ``(x - mean) @ components.T``: what the Spark pipeline computes."""
-    return (np.asarray(features, np.float64) - mean) @ components.T
-
-
-def to_vectors(frame, column: str = "features"):
-    """The featurised rows as ML vectors (failed images have no features and are left out)."""
-    from pyspark.ml.functions import array_to_vector
-    from pyspark.sql import functions as F
-
-    return frame.where(F.col(column).isNotNull()).withColumn(
-        VECTOR_COL, array_to_vector(F.col(column))
-    )
+def fit_moments(stats: Moments, *, k: int | None = None, variance: float | None = None) -> PcaFit:
+    """Eigendecomposition of the covariance on the driver; signs fixed (largest loading > 0)."""
+    values, vectors = np.linalg.eigh(stats.scatter() / max(1, stats.count - 1))
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
+    ranked = min(stats.count, len(values))  # n rows span at most n components
+    values, vectors = values[:ranked], vectors[:, :ranked]
+    total = values.sum()
+    ratios = values / total if total > 0 else np.zeros_like(values)
+    chosen = choose_k(ratios, k=k, variance=variance)
+    components = vectors[:, :chosen].T
+    signs = np.sign(components[np.arange(chosen), np.abs(components).argmax(axis=1)])
+    components = components * np.where(signs == 0, 1.0, signs)[:, None]
+    return PcaFit(stats.mean(), components, ratios.tolist(), chosen)
 
 
 def fit_pca(
-    frame, *, dimension: int, k: int | None = None, variance: float | None = None
+    frame,
+    *,
+    dimension: int,
+    parallelism: int = 2,
+    k: int | None = None,
+    variance: float | None = None,
 ) -> PcaFit:
-    """Fit the centred PCA pipeline on ``frame.features``."""
-    from pyspark.ml import Pipeline, PipelineModel
-    from pyspark.ml.feature import PCA, StandardScaler, VectorSlicer
-
-    vectors = to_vectors(frame).select(VECTOR_COL)
-    centring = StandardScaler(
-        inputCol=VECTOR_COL, outputCol="centred", withMean=True, withStd=False
-    )
-    full = PCA(inputCol="centred", outputCol="components", k=dimension)
-    fitted = Pipeline(stages=[centring, full]).fit(vectors)
-    ratios = np.asarray(fitted.stages[1].explainedVariance.toArray(), dtype=np.float64)
-    chosen = choose_k(ratios, k=k, variance=variance)
-    slicer = VectorSlicer(
-        inputCol="components", outputCol="pca_vector", indices=list(range(chosen))
-    )
-    selection = f"k = {chosen}" if k is not None else f"variance >= {variance:g}"
-    return PcaFit(
-        model=PipelineModel(stages=[*fitted.stages, slicer]),
-        k=chosen,
-        explained_variance=ratios.tolist(),
-        selection=selection,
+    """Fit the centred PCA on ``frame.features`` (rows with null features are left out)."""
+    return fit_moments(
+        moments(frame, dimension=dimension, parallelism=parallelism), k=k, variance=variance
     )
 
 
-def add_pca(frame, model) -> object:
-    """``frame`` with a ``pca`` array column (null for failed images), in the input's order."""
-    from pyspark.ml.functions import array_to_vector, vector_to_array
-    from pyspark.sql import functions as F
+def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Centred projection, ``(x - mean) @ components.T``: what the Spark job computes."""
+    return (np.asarray(features, np.float64) - mean) @ components.T
 
-    vectors = frame.withColumn(
-        VECTOR_COL,
-        F.when(F.col("features").isNotNull(), array_to_vector(F.col("features"))),
+
+def add_pca(frame, fit: PcaFit, shipped) -> object:
+    """``frame`` with a ``pca`` float array column (null for failed images), order kept.
+
+    ``shipped`` holds ``(mean, components)`` as sent to the executors (``sparkenv.ship``).
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    spark = frame.sparkSession
+    timezone = spark.conf.get("spark.sql.session.timeZone")
+    out = StructType([*frame.schema.fields, StructField(PCA_COL, ArrayType(FloatType()))])
+    arrow_schema = to_arrow_schema(out, timezone=timezone)
+
+    def project_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        mean, components = shipped.value
+        for batch in batches:
+            yield _project_batch(batch, mean, components, arrow_schema)
+
+    return frame.mapInArrow(project_batches, from_arrow_schema(arrow_schema))
+
+
+def _project_batch(batch: pa.RecordBatch, mean, components, schema: pa.Schema) -> pa.RecordBatch:
+    features = batch.column("features")
+    valid = features.is_valid().to_numpy(zero_copy_only=False)
+    dimension = len(mean)
+    k = len(components)
+    values = features.drop_null().flatten().to_numpy(zero_copy_only=False)
+    projected = project(values.reshape(-1, dimension), mean, components).astype(np.float32)
+    offsets = np.zeros(len(batch) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(valid * k)
+    pca = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(projected.ravel()), mask=pa.array(~valid)
     )
-    projected = model.transform(vectors.where(F.col(VECTOR_COL).isNotNull()))
-    kept = frame.columns
-    with_pca = projected.select(*kept, vector_to_array("pca_vector", "float32").alias("pca"))
-    failed = vectors.where(F.col(VECTOR_COL).isNull()).select(
-        *kept, F.lit(None).cast("array<float>").alias("pca")
+    columns = [*batch.columns, pca]
+    return pa.RecordBatch.from_arrays(
+        [column.cast(field.type) for column, field in zip(columns, schema, strict=True)],
+        schema=schema,
     )
-    return with_pca.unionByName(failed)
 
 
 def export_parameters(fit: PcaFit) -> dict[str, np.ndarray]:
-    """Mean and the first k components as arrays, for projection without Spark."""
-    centring, pca = fit.model.stages[0], fit.model.stages[1]
-    components = np.asarray(pca.pc.toArray(), dtype=np.float64).T[: fit.k]
-    return {"mean": np.asarray(centring.mean.toArray(), dtype=np.float64), "components": components}
+    """Mean and the k components as arrays, for projection without Spark (``pca.npz``)."""
+    return {"mean": fit.mean, "components": fit.components}
+
+
+def save_spark_model(spark, storage, folder: str, fit: PcaFit) -> None:
+    """``fit`` in Spark ML's format: a PipelineModel (centring StandardScaler, PCA with k).
+
+    Written directly (metadata JSON and one-row Parquet per stage, as ``MLWriter`` lays them out)
+    because Spark ML has no public constructor of a ``PCAModel`` from arrays.
+    """
+    from pyspark.ml.linalg import DenseMatrix, DenseVector
+
+    uid = f"{int(time.time() * 1000):x}"
+    scaler, pca = f"StandardScaler_{uid}", f"PCA_{uid}"
+    stamp = int(time.time() * 1000)
+    d, k = fit.components.shape[1], fit.k
+
+    def metadata(path: str, cls: str, stage_uid: str, params: dict) -> None:
+        document = {
+            "class": cls, "timestamp": stamp, "sparkVersion": spark.version, "uid": stage_uid,
+            "paramMap": params, "defaultParamMap": {},
+        }  # fmt: skip
+        storage.write_bytes(f"{path}/metadata/part-00000", (json.dumps(document) + "\n").encode())
+
+    metadata(folder, "org.apache.spark.ml.PipelineModel", f"PipelineModel_{uid}",
+             {"stageUids": [scaler, pca]})  # fmt: skip
+    scaler_dir, pca_dir = f"{folder}/stages/0_{scaler}", f"{folder}/stages/1_{pca}"
+    metadata(
+        scaler_dir,
+        "org.apache.spark.ml.feature.StandardScalerModel",
+        scaler,
+        {"inputCol": VECTOR_COL, "outputCol": "centred", "withMean": True, "withStd": False},
+    )
+    metadata(pca_dir, "org.apache.spark.ml.feature.PCAModel", pca,
+             {"inputCol": "centred", "outputCol": "pca_vector", "k": k})  # fmt: skip
+    ones = DenseVector(np.ones(d))
+    spark.createDataFrame([(ones, DenseVector(fit.mean))], ["std", "mean"]).coalesce(
+        1
+    ).write.parquet(storage.uri(f"{scaler_dir}/data"))
+    pc = DenseMatrix(d, k, fit.components.ravel().tolist())  # column-major d x k: one PC a column
+    ratios = DenseVector(fit.explained_variance[:k])
+    spark.createDataFrame([(pc, ratios)], ["pc", "explainedVariance"]).coalesce(1).write.parquet(
+        storage.uri(f"{pca_dir}/data")
+    )

@@ -36,6 +36,8 @@ from markupsafe import Markup
 from pyarrow.fs import FileSystem
 
 from fruitspark.decode import decode_image
+from fruitspark.summary import describe_rule
+from fruitspark.summary import load as load_summary
 
 FEATURE_COLUMNS = ["path", "label", "split", "width", "height", "pca", "error"]
 MAX_SCATTER_POINTS = 5_000  # SVG points: smooth to hover, about 60 bytes each on the page
@@ -96,6 +98,7 @@ def render_report(
     summary: dict[str, Any], features: pa.Table, evaluation: dict[str, Any] | None = None
 ) -> str:
     """The report page as a string, from the parsed run files (see :func:`write_report`)."""
+    summary = load_summary(summary).to_dict()  # any schema version, typed and complete
     explained = [float(v) for v in summary["pca"]["explained_variance"]]
     figures: dict[str, go.Figure] = {}
     notes: dict[str, str] = {}
@@ -110,6 +113,7 @@ def render_report(
 
     context: dict[str, Any] = {
         "summary": summary,
+        "pca_rule": describe_rule(load_summary(summary).pca),
         "finished": _timestamp(summary["finished_at"]),
         "cards": _cards(summary, evaluation),
         "run_rows": _run_rows(summary, features),
@@ -167,10 +171,9 @@ def _variance_figure(explained: list[float], pca: dict[str, Any]) -> go.Figure:
             hovertemplate=f"k = {k}: %{{y:.1f}}% of the variance<extra></extra>",
         )
         figure.add_vline(x=k, line={"color": _FAILED, "dash": "dash", "width": 1.5})
-    threshold = re.search(r"variance\s*>=?\s*([0-9.]+)", str(pca["selection"]))
-    if threshold:
+    if pca.get("variance_target") is not None:
         figure.add_hline(
-            y=float(threshold.group(1)) * 100, line={"color": "#8a96a3", "dash": "dot", "width": 1}
+            y=pca["variance_target"] * 100, line={"color": "#8a96a3", "dash": "dot", "width": 1}
         )
     # All components are plotted, but the view starts around k: with a 1,280-d feature, the first
     # few dozen are what matter (double-click on the chart to see all of them).
@@ -411,7 +414,7 @@ def _run_rows(summary: dict[str, Any], features: pa.Table) -> list[tuple[str, st
         ("model sha256", model["sha256"]),
         ("model input", f"{model['input_size']}{_TIMES}{model['input_size']} px"),
         ("feature dimension", f"{model['feature_dim']:,}"),
-        ("PCA", f"k = {pca['k']} ({pca['selection']})"),
+        ("PCA", f"k = {pca['k']} ({describe_rule(load_summary(summary).pca)})"),
         ("image size", _typical_size(features)),
     ]
 

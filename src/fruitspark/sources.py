@@ -95,7 +95,7 @@ def empty_images(spark, folder_frame, listed: int):
 
     from pyspark.sql import functions as F
 
-    indexed = folder_frame._jdf.inputFiles()  # a JVM array: its length costs one call
+    indexed = folder_frame.inputFiles()  # from the folder's file index: no second listing
     if len(indexed) == listed:
         return None
     # The index gives URIs ("file:///a%20b"); the scan gives Hadoop paths ("file:/a b").

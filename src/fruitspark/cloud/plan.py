@@ -16,13 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .. import layout
 from .bucket import BucketSpec, S3Uri
 from .config import ClusterConfig
 from .prices import CostEstimate, estimate
 
 # The CLI option of ``fruitspark run`` that names the ONNX model file.
 MODEL_OPTION = "--model"
-RESULT_FILES = ("summary.json", "report.html")
+RESULT_FILES = layout.RESULT_FILES
 
 # spark-submit runs a Python file, not a module: this is the whole file it runs on the cluster.
 DRIVER_SCRIPT = b'''"""spark-submit entry point uploaded by fruitspark.cloud: the laptop CLI."""
