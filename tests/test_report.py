@@ -356,6 +356,17 @@ def test_counts_and_run_summary_are_shown(report: tuple[Path, str]) -> None:
     assert '<td class="num muted">10%</td>' in stages.group(1), "start-up, in no stage"
 
 
+def test_without_a_total_the_card_and_the_stage_table_agree(tmp_path: Path) -> None:
+    """The run's own report is drawn before the commit adds the total: one wall time still."""
+    output = _write_output(tmp_path, evaluation=False)
+    summary = json.loads((output / "summary.json").read_text())
+    del summary["stages"]["total"]
+    (output / "summary.json").write_text(json.dumps(summary))
+    html = write_report(output).read_text(encoding="utf-8")
+    assert _cards(html)["wall time"] == "2 min 05 s"
+    assert re.search(r'<tfoot>.*?<td class="num">2 min 05 s</td>', html, re.DOTALL)
+
+
 def test_errors_and_thumbnails_are_listed(report: tuple[Path, str]) -> None:
     _, html = report
     page = _parse(html)

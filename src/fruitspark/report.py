@@ -118,7 +118,7 @@ def render_report(
         "cards": _cards(summary, evaluation),
         "run_rows": _run_rows(summary, features),
         "accounting": summary["accounting"],
-        "stages": _stages(summary["stages"]),
+        "stages": _stages(summary["stages"], wall_seconds(summary)),
         "reasons": sorted(summary["errors_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "errors": _error_rows(features),
         "charts": set(figures),
@@ -434,14 +434,14 @@ def _typical_size(features: pa.Table) -> str:
     return f"{width}{_TIMES}{height} px ({share}; {len(sizes):,} distinct sizes)"
 
 
-def _stages(stages: dict[str, float]) -> dict[str, Any]:
-    """Time per stage with its share of the total, for CSS bars.
+def _stages(stages: dict[str, float], total: float) -> dict[str, Any]:
+    """Time per stage with its share of the run's wall time ``total``, for CSS bars.
 
-    A stage named ``total`` is the run's wall time, not one more stage; what no stage accounts
-    for (Spark's start-up, mostly) is shown as ``other``, so the rows add up to that total.
+    A stage named ``total`` is that wall time, not one more stage; what no stage accounts for
+    (Spark's start-up, mostly) is shown as ``other``, so the rows add up to the same total as
+    the header's card.
     """
     parts = {name: seconds for name, seconds in stages.items() if name != "total"}
-    total = stages.get("total", sum(parts.values()))
     if total - sum(parts.values()) >= 0.005 * total > 0:
         parts["other"] = total - sum(parts.values())
     longest = max(parts.values(), default=0.0) or 1.0
