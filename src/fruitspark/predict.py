@@ -44,6 +44,7 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
     described = summary["model"]
     spec = resolve_model(
         described.get("source", described["id"]),
+        precision=described.get("precision", "fp32"),
         input_size=described["input_size"],
         mean=tuple(described["mean"]),
         std=tuple(described["std"]),
