@@ -120,7 +120,9 @@ def ray_job(root: str, out: str, precision: str) -> dict:
     import ray
 
     _importable_here()
-    ray.init(num_cpus=MODEL_PROCESSES, include_dashboard=False, log_to_driver=False)
+    # One CPU slot more than the actors hold: with exactly MODEL_PROCESSES the two actors take
+    # every slot and the read task waits for ever (seen: "backpressured: ResourceBudget").
+    ray.init(num_cpus=MODEL_PROCESSES + 1, include_dashboard=False, log_to_driver=False)
     started = time.perf_counter()
     data = ray.data.read_binary_files(root, include_paths=True, file_extensions=["jpg"])
     data = data.map_batches(
