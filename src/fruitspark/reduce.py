@@ -195,25 +195,23 @@ def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> n
 def add_pca(frame, fit: PcaFit, shipped) -> object:
     """``frame`` with a ``pca`` float array column (null for failed images), order kept.
 
-    ``shipped`` holds ``(mean, components)`` as sent to the executors (``sparkenv.ship``).
+    ``shipped`` holds ``(mean, components)`` as sent to the executors (``sparkenv.ship``). The
+    output schema is declared in Spark types (``to_arrow_schema(timezone=)`` is PySpark 4 only);
+    the input columns go back with the Arrow types the JVM sent them in.
     """
-    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
     from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
-    spark = frame.sparkSession
-    timezone = spark.conf.get("spark.sql.session.timeZone")
     out = StructType([*frame.schema.fields, StructField(PCA_COL, ArrayType(FloatType()))])
-    arrow_schema = to_arrow_schema(out, timezone=timezone)
 
     def project_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         mean, components = shipped.value
         for batch in batches:
-            yield _project_batch(batch, mean, components, arrow_schema)
+            yield _project_batch(batch, mean, components)
 
-    return frame.mapInArrow(project_batches, from_arrow_schema(arrow_schema))
+    return frame.mapInArrow(project_batches, out)
 
 
-def _project_batch(batch: pa.RecordBatch, mean, components, schema: pa.Schema) -> pa.RecordBatch:
+def _project_batch(batch: pa.RecordBatch, mean, components) -> pa.RecordBatch:
     features = batch.column("features")
     valid = features.is_valid().to_numpy(zero_copy_only=False)
     dimension = len(mean)
@@ -225,11 +223,8 @@ def _project_batch(batch: pa.RecordBatch, mean, components, schema: pa.Schema) -
     pca = pa.ListArray.from_arrays(
         pa.array(offsets), pa.array(projected.ravel()), mask=pa.array(~valid)
     )
-    columns = [*batch.columns, pca]
-    return pa.RecordBatch.from_arrays(
-        [column.cast(field.type) for column, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
+    schema = batch.schema.append(pa.field(PCA_COL, pa.list_(pa.float32())))
+    return pa.RecordBatch.from_arrays([*batch.columns, pca], schema=schema)
 
 
 def export_parameters(fit: PcaFit) -> dict[str, np.ndarray]:
