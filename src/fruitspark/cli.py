@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
+from fruitspark.evaluate import VECTORS, EvaluateOptions
 from fruitspark.featurize import DESCRIPTORS, FeaturizeOptions
 from fruitspark.model import DEFAULT_MODEL
 
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("input", help="image folder, or manifest file (.parquet or .csv)")
     run.add_argument("output", help="output folder (refused if it exists, see --overwrite)")
+    run.add_argument(
+        "--extra-input",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="another folder or manifest (repeatable); INPUT@test puts all its images in test",
+    )
     _add_master(run)
     model = run.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_MODEL, help=f"{DEFAULT_MODEL} or a .onnx file")
@@ -84,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=FeaturizeOptions.colour_weight,
         help="weight of the colour block against the CNN block (default: %(default)s)",
     )
+    model.add_argument("--no-logits", action="store_true", help="leave out the ImageNet logits")
     pca = run.add_argument_group("PCA").add_mutually_exclusive_group()
     pca.add_argument("--pca-k", type=_positive, help="keep exactly k components")
     pca.add_argument(
@@ -128,8 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="train a classifier on Training, score it on Test, update the report"
     )
     evaluate.add_argument("output", help="output folder of `fruitspark run`")
-    evaluate.add_argument("--features", choices=("pca", "features"), default="pca")
-    evaluate.add_argument("--reg-param", type=float)
+    defaults = EvaluateOptions()
+    grid = evaluate.add_argument_group("chosen by cross-validation on train (one value: fixed)")
+    grid.add_argument("--features", nargs="+", choices=VECTORS, default=defaults.features)
+    grid.add_argument("--reg-param", nargs="+", type=float, default=defaults.reg_params)
+    grid.add_argument(
+        "--class-weight", nargs="+", choices=("none", "balanced"), default=defaults.class_weights
+    )
+    grid.add_argument("--folds", type=_positive, default=defaults.folds)
+    grid.add_argument("--parallelism", type=_positive, default=defaults.parallelism)
+    levels = evaluate.add_argument_group("fruit level (scored besides the trained classes)")
+    levels.add_argument("--label-map", help="CSV label,fruit, or 'fruits' (the packaged map)")
+    levels.add_argument("--label-depth", type=_positive, help="fruit = folder N below train/")
     _add_master(evaluate)
 
     predict = commands.add_parser("predict", help="top-k fruit for new photos (no Spark)")
@@ -162,18 +181,21 @@ def _session(args: argparse.Namespace):
 def command_run(args: argparse.Namespace) -> int:
     from fruitspark.pipeline import RunConfig, run
 
-    _require_local_input(args.input)
+    for uri in (args.input, *args.extra_input):
+        _require_local_input(uri)
     options = FeaturizeOptions(
         batch_size=args.batch_size,
         threads=args.threads_per_task or 0,
         descriptor=args.descriptor,
         colour_weight=args.colour_weight,
+        logits=not args.no_logits,
         max_pixels=args.max_pixels,
         follow_symlinks=args.follow_symlinks,
     )
     config = RunConfig(
         input=args.input,
         output=args.output,
+        extra_inputs=tuple(args.extra_input),
         model=args.model,
         input_size=args.input_size,
         mean=args.mean,
@@ -215,23 +237,40 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from fruitspark.evaluate import EvaluateOptions, evaluate
+    from fruitspark.evaluate import evaluate
     from fruitspark.pipeline import refresh_report
 
-    options = EvaluateOptions(features=args.features)
-    if args.reg_param is not None:
-        options = EvaluateOptions(features=args.features, reg_param=args.reg_param)
+    options = EvaluateOptions(
+        features=tuple(args.features),
+        reg_params=tuple(args.reg_param),
+        class_weights=tuple(args.class_weight),
+        folds=args.folds,
+        parallelism=args.parallelism,
+        label_map=args.label_map,
+        label_depth=args.label_depth,
+    )
+    options.check()
     spark = _session(args)
     scores = evaluate(args.output, spark, options)
     report = refresh_report(args.output, spark)
     print(
-        f"Test top-1 {scores['top1']:.4f}  top-5 {scores['top5']:.4f}  on "
+        f"Test top-1 {_score(scores['top1'])}  top-5 {_score(scores['top5'])}  on "
         f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
     )
+    chosen = scores["model_selection"]["chosen"]
+    print(f"  chosen by {args.folds}-fold CV on train: {chosen}")
+    if "fruit_level" in scores:
+        fruit = scores["fruit_level"]
+        print(f"Fruit top-1 {_score(fruit['top1'])}  top-5 {_score(fruit['top5'])}", end=" ")
+        print(f"on {fruit['tested']} images, {len(fruit['per_class'])} fruits")
     for pair in scores["confused_pairs"][:5]:
         print(f"  {pair['count']:>3} x {pair['true']} taken for {pair['predicted']}")
     print(f"Details: {args.output}/evaluation.json  Report: {report}")
     return 0
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def command_predict(args: argparse.Namespace) -> int:
@@ -249,6 +288,9 @@ def command_predict(args: argparse.Namespace) -> int:
             f"{label} {p:.1%}" for label, p in zip(item.labels, item.probabilities, strict=True)
         )
         print(f"{item.path}: {ranked}")
+        if item.fruits:
+            pairs = zip(item.fruits, item.fruit_probabilities, strict=True)
+            print("  fruit: " + ", ".join(f"{fruit} {p:.1%}" for fruit, p in pairs))
     return 1 if any(item.error for item in predictions) else 0
 
 
@@ -260,9 +302,9 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def _require_local_input(uri: str) -> None:
-    from fruitspark.sources import SourceError, local_path_of
+    from fruitspark.sources import InputSpec, SourceError, local_path_of
 
-    local = local_path_of(uri)
+    local = local_path_of(InputSpec.parse(uri).uri)
     if local is not None and not os.path.exists(local):
         raise SourceError(f"input not found: {uri}")
 

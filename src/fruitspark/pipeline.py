@@ -24,14 +24,7 @@ from fruitspark.model import DEFAULT_MODEL, resolve_model
 from fruitspark.output import FEATURES, STAGING, SUMMARY, OutputError, account, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import add_pca, export_parameters, fit_pca
-from fruitspark.sources import (
-    SourceError,
-    absolute_local,
-    empty_images,
-    partition_bytes,
-    read_folder,
-    read_manifest,
-)
+from fruitspark.sources import SourceError, input_root, list_inputs, partition_bytes
 from fruitspark.storage import Storage
 
 OUTPUT_COLUMNS = (
@@ -53,6 +46,9 @@ class RunConfig:
 
     input: str
     output: str
+    extra_inputs: tuple[str, ...] = field(
+        default=(), metadata={"help": "more folders or manifests for this run (URI or URI@split)"}
+    )
     model: str = DEFAULT_MODEL
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
@@ -114,8 +110,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
         **{
             **asdict(config.featurize),
             "threads": config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
-            "root": config.featurize.root
-            or (None if is_manifest(config.input) else absolute_local(config.input)),
+            "root": config.featurize.root or input_root([config.input, *config.extra_inputs]),
         }
     )
     staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
@@ -124,17 +119,9 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.rows_per_arrow_batch)
 
     with stages.time("list"):
-        if is_manifest(config.input):
-            source = read_manifest(spark, config.input, partitions=parallelism * 8)
-        else:
-            source = read_folder(spark, config.input)
-        listing = source.drop("content") if "content" in source.columns else source
-        totals = listing.agg({"path": "count", "size": "sum"}).first()
-        listed, total_bytes = int(totals[0]), int(totals[1] or 0)
-        empty = None if is_manifest(config.input) else empty_images(spark, listing, listed)
-        if empty is not None:
-            listing = listing.unionByName(empty)
-            listed += empty.count()
+        found = list_inputs(spark, [config.input, *config.extra_inputs], partitions=parallelism * 8)
+        source, listing, empty = found.source, found.listing, found.empty
+        listed, total_bytes = found.listed, found.total_bytes
     if listed == 0:
         raise SourceError(f"no images found in {config.input} (looked for jpg, png, webp, bmp…)")
 
@@ -204,6 +191,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
     summary = {
         "fruitspark_version": __version__,
         "input": config.input,
+        "extra_inputs": list(config.extra_inputs),
         "output": storage.uri(),
         "started_at": started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
@@ -227,6 +215,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> dict:
             "feature_dim": options.feature_dim(spec),
             "descriptor": options.descriptor,
             "colour_weight": options.colour_weight,
+            "logits": options.logits,
         },
         "pca": {
             "k": fit.k,
