@@ -41,7 +41,7 @@ class EvaluateOptions:
     features: tuple[str, ...] = _help(
         "inputs to choose from: pca, features (raw)", ("pca", "features")
     )
-    reg_params: tuple[float, ...] = _help("regParam values to choose from", (1e-4, 1e-3, 1e-2))
+    reg_params: tuple[float, ...] = _help("regParam candidates", (1e-5, 1e-4, 1e-3, 1e-2))
     class_weights: tuple[str, ...] = _help("class weightings: none, balanced", ("none", "balanced"))
     folds: int = _help("cross-validation folds on the train split", 3)
     parallelism: int = _help("models fitted at once during cross-validation", 2)
