@@ -895,7 +895,7 @@ def main_real_photos(args: argparse.Namespace) -> int:
     result["real_photos"] = {
         "rows": rows,
         "images": dict(Counter(data.source.tolist())),
-        "extraction_s": float(store["extraction_s"]),
+        "extraction_s": None if np.isnan(store["extraction_s"]) else float(store["extraction_s"]),
         "load_average_at_end": os.getloadavg(),
     }
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
