@@ -122,9 +122,8 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
     rows = _rows(spark, storage, coarse_label_expr(label_map, options.label_depth))
     train = rows.where(F.col("split") == "train")
-    indexer = StringIndexer(
-        inputCol="label", outputCol="target", stringOrderType="alphabetAsc", handleInvalid="keep"
-    ).fit(train)
+    indexer = StringIndexer(inputCol="label", outputCol="target", stringOrderType="alphabetAsc")
+    indexer = indexer.fit(train)  # test images of other classes are scored by name, not indexed
     labels = list(indexer.labels)
     pairs = train.groupBy("label", "fruit").count().collect()
     fruit_of = fruit_of_classes([(r["label"], r["fruit"], r["count"]) for r in pairs], labels)
@@ -137,7 +136,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
         )
     train = _with_weights_and_folds(indexer.transform(train), options.folds).cache()
     classifier, selection = _cross_validate(train, options)
-    predictions = _predictions(classifier, indexer.transform(test), labels, fruit_of)
+    predictions = _predictions(classifier, test, labels, fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
     predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
     fine = _level(predictions, "label", "predicted", "rank", labels)
@@ -272,7 +271,7 @@ def _predictions(classifier, test, labels: list[str], fruit_of: list[str]):
 
     fruits = sorted(set(fruit_of))
     scored = classifier.transform(test).select(
-        "path", "label", "fruit", "target", vector_to_array("probability").alias("scores")
+        "path", "label", "fruit", vector_to_array("probability").alias("scores")
     )
     members = [[i for i, name in enumerate(fruit_of) if name == fruit] for fruit in fruits]
     fruit_scores = F.array(
