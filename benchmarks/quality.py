@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -36,6 +37,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+try:
+    from benchmarks import real_photos
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    import real_photos
 
 from fruitspark import efficientnet_onnx
 from fruitspark.decode import decode_image
@@ -874,7 +880,27 @@ def markdown_table(result: dict) -> str:
         f"({result['study']['test_images_excluded']} excluded). images/s: describe_images "
         "end to end, 2 processes x 1 thread, median (best) of the rounds."
     )
+    if result.get("real_photos"):
+        lines += ["", "Real photos (benchmarks/real_photos.py):", ""]
+        lines.append(real_photos.markdown(result["real_photos"]["rows"]))
     return "\n".join(lines)
+
+
+def main_real_photos(args: argparse.Namespace) -> int:
+    """Only the real-photo section, merged into the saved result (the studio study is slow)."""
+    data = real_photos.list_real(args.data, args.grocery, args.photos)
+    store = real_photos.extract_real(data, args.cache, args.jobs)
+    rows = real_photos.study(data, store)
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result["real_photos"] = {
+        "rows": rows,
+        "images": dict(Counter(data.source.tolist())),
+        "extraction_s": None if np.isnan(store["extraction_s"]) else float(store["extraction_s"]),
+        "load_average_at_end": os.getloadavg(),
+    }
+    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(real_photos.markdown(rows))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -886,7 +912,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-rounds", type=int, default=7)
     parser.add_argument("--skip-speed", action="store_true", help="reuse no speed numbers")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--grocery", type=Path, help="grocery-store folder: real-photo section")
+    parser.add_argument("--photos", type=Path, help="labelled photos (folder per fruit)")
+    parser.add_argument("--real-photos-only", action="store_true", help="just that section")
     args = parser.parse_args(argv)
+    if args.real_photos_only:
+        return main_real_photos(args)
 
     started = time.perf_counter()
     data = list_images(args.data)
@@ -936,6 +967,11 @@ def main(argv: list[str] | None = None) -> int:
     result["study"] = study(data, store, args.jobs)
     result["table"] = result["study"].pop("table")
     result["runtime_s"] = time.perf_counter() - started
+    if args.grocery and args.photos:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+        main_real_photos(args)
+        result = json.loads(args.out.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print()

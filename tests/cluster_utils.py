@@ -33,7 +33,7 @@ from fruitspark.cloud.node_requirements import node_requirements
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fruits360-sample"
 CACHE = Path(os.environ.get("FRUITSPARK_TEST_CACHE", "/tmp/fruitspark-test-cache"))
-FEATURE_DIM = 1568  # EfficientNet-Lite0 (1280) + colour histogram (288), the default descriptor
+FEATURE_DIM = 2568  # EfficientNet-Lite0 features (1280) + logits (1000) + colour histogram (288)
 MARKER = "FRUITSPARK_TEST_CLUSTER"  # set in every daemon we start, to find all of their children
 KEEP_ENVS = 2  # packed environments kept in CACHE (each is a few hundred MB)
 

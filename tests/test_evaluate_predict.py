@@ -11,7 +11,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fruitspark.evaluate import class_scores, confused_pairs, evaluate, worst_confusion
+from fruitspark.evaluate import (
+    EvaluateOptions,
+    class_scores,
+    confused_pairs,
+    evaluate,
+    worst_confusion,
+)
 from fruitspark.pipeline import RunConfig, run
 from fruitspark.predict import predict
 
@@ -32,7 +38,10 @@ def test_class_scores_and_confusions_from_counts():
 def evaluated(spark, subset, tmp_path_factory):
     output = tmp_path_factory.mktemp("evaluate") / "out"
     run(RunConfig(input=str(subset), output=str(output), report=False), spark)
-    return output, evaluate(str(output), spark)
+    small_grid = EvaluateOptions(
+        features=("pca",), reg_params=(1e-5, 1e-3), class_weights=("none",)
+    )
+    return output, evaluate(str(output), spark, small_grid)
 
 
 def test_evaluation_trains_on_training_and_scores_test(evaluated):

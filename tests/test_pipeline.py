@@ -42,7 +42,7 @@ def test_every_image_is_featurised_once_with_label_and_split(first_run, subset):
         assert row["label"] == path.split("/")[-2]
         assert row["split"] == ("train" if "/Training/" in path else "test")
         assert (row["width"], row["height"]) == (100, 100)
-        assert len(row["features"]) == summary.model.feature_dim == 1280 + 288
+        assert len(row["features"]) == summary.model.feature_dim == 1280 + 1000 + 288
         assert len(row["pca"]) == k and row["error"] is None
     assert sum(summary.pca.explained_variance[:k]) >= 0.95
     assert (output / "summary.json").exists() and (output / "report.html").exists()

@@ -139,13 +139,23 @@ def command_evaluate(args: argparse.Namespace) -> int:
     scores = evaluate(args.output, spark, options)
     report = refresh_report(args.output, spark)
     print(
-        f"Test top-1 {scores['top1']:.4f}  top-5 {scores['top5']:.4f}  on "
+        f"Test top-1 {_score(scores['top1'])}  top-5 {_score(scores['top5'])}  on "
         f"{scores['tested_on']['images']} images, {scores['trained_on']['classes']} classes"
     )
+    chosen = scores["model_selection"]["chosen"]
+    print(f"  chosen by {args.folds}-fold CV on train: {chosen}")
+    if "fruit_level" in scores:
+        fruit = scores["fruit_level"]
+        print(f"Fruit top-1 {_score(fruit['top1'])}  top-5 {_score(fruit['top5'])}", end=" ")
+        print(f"on {fruit['tested']} images, {len(fruit['per_class'])} fruits")
     for pair in scores["confused_pairs"][:5]:
         print(f"  {pair['count']:>3} x {pair['true']} taken for {pair['predicted']}")
     print(f"Details: {args.output}/evaluation.json  Report: {report}")
     return 0
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def command_predict(args: argparse.Namespace) -> int:
@@ -163,6 +173,9 @@ def command_predict(args: argparse.Namespace) -> int:
             f"{label} {p:.1%}" for label, p in zip(item.labels, item.probabilities, strict=True)
         )
         print(f"{item.path}: {ranked}")
+        if item.fruits:
+            pairs = zip(item.fruits, item.fruit_probabilities, strict=True)
+            print("  fruit: " + ", ".join(f"{fruit} {p:.1%}" for fruit, p in pairs))
     return 1 if any(item.error for item in predictions) else 0
 
 

@@ -1,7 +1,14 @@
 """How well the features recognise fruit: a multinomial logistic regression in Spark ML.
 
-Trained on the Training split's PCA features, scored on the Test split (paths never overlap), saved
-next to the PCA model; its coefficients are exported too so that ``predict`` needs no Spark.
+What suits Fruits-360's studio shots (little regularisation, PCA input) fails on real photos, so
+nothing is fixed: the regularisation, the input (raw features or PCA) and the class weighting are
+chosen per dataset by k-fold cross-validation on the train split only (Spark ML's CrossValidator,
+models fitted in parallel). Folds keep runs of consecutive file numbers together (video frames,
+bursts of shop photos), which random folds would spread over train and validation. The chosen
+model is refitted on all of train, scored on test, saved next to the PCA model, and its
+coefficients exported so that ``predict`` needs no Spark. With a label map or a label depth
+(:mod:`fruitspark.labels`) the classes stay fine (varieties) and each fruit's probability is the
+sum of its varieties': both levels are scored.
 """
 
 from __future__ import annotations
@@ -17,18 +24,40 @@ from fruitspark.progress import tracked
 
 MAX_MISCLASSIFIED = 48
 WORST_CLASSES = 12
+VECTORS = {"pca": "pca_vector", "features": "raw_vector"}
+WEIGHTS = {"none": "unit_weight", "balanced": "balanced_weight"}
+FILE_RUN = 10  # consecutive file numbers kept in one fold
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass(frozen=True)
 class EvaluateOptions:
-    """Chosen on a validation part of Training (benchmarks/quality.py), never on Test."""
+    """The grid cross-validation chooses from (benchmarks/quality.py), and the label level."""
 
-    features: str = field(
-        default="pca",
-        metadata={"help": "what the classifier reads", "choices": ("pca", "features")},
+    features: tuple[str, ...] = _help(
+        "inputs to choose from: pca, features (raw)", ("pca", "features")
     )
-    reg_param: float = field(default=1.5e-5, metadata={"help": "L2 regularisation strength"})
-    max_iter: int = field(default=200, metadata={"help": "iterations of L-BFGS at most"})
+    reg_params: tuple[float, ...] = _help("regParam candidates", (1e-5, 1e-4, 1e-3, 1e-2))
+    class_weights: tuple[str, ...] = _help("class weightings: none, balanced", ("none", "balanced"))
+    folds: int = _help("cross-validation folds on the train split", 3)
+    parallelism: int = _help("models fitted at once during cross-validation", 2)
+    max_iter: int = _help("L-BFGS iterations per fit", 200)
+    label_map: str | None = _help("CSV label,fruit (or 'fruits', the packaged map)", None)
+    label_depth: int | None = _help("fruit = folder at this depth below the split folder", None)
+
+    def __post_init__(self) -> None:
+        """Refuse a bad grid before Spark starts (the command and the Python API alike)."""
+        if not set(self.features) <= set(VECTORS) or not self.features:
+            raise ValueError(f"features must be among {sorted(VECTORS)}, not {self.features}")
+        if not set(self.class_weights) <= set(WEIGHTS) or not self.class_weights:
+            raise ValueError(f"class weights must be among {sorted(WEIGHTS)}")
+        if self.folds < 2 or not self.reg_params or min(self.reg_params) < 0:
+            raise ValueError("need folds >= 2 and reg params >= 0")
+        if self.label_depth is not None and self.label_depth < 1:
+            raise ValueError("label depth counts from 1 (the first folder below train/)")
 
 
 def class_scores(pairs: Counter, labels: list[str]) -> dict[str, dict[str, float]]:
@@ -62,116 +91,263 @@ def worst_confusion(pairs: Counter, scores: dict, size: int = WORST_CLASSES) -> 
 
 
 def softmax_top_k(
-    features: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray, k: int
+    features: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray, k: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class indices and probabilities of the k most likely classes, per row."""
     logits = np.atleast_2d(features) @ coefficients.T + intercepts
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    order = np.argsort(-probabilities, axis=1)[:, :k]
+    order = np.argsort(-probabilities, axis=1)[:, :k]  # k None: all classes
     return order, np.take_along_axis(probabilities, order, axis=1)
 
 
 @tracked("evaluate")
 def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) -> dict:
-    """Train on ``split = train``, test on ``split = test``; write evaluation.json and the model."""
-    from pyspark.ml.classification import LogisticRegression
+    """Choose by CV on ``split = train``, test on ``split = test``; write the evaluation."""
     from pyspark.ml.feature import StringIndexer
-    from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
+    from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
     from fruitspark.output import OutputError
     from fruitspark.session import spark_session
     from fruitspark.storage import Storage
 
     options = options or EvaluateOptions()
+    label_map = load_label_map(options.label_map) if options.label_map else None
     spark = spark or spark_session()
     storage = Storage(spark, output)
     if not storage.exists(SUMMARY):
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
-    rows = (
-        spark.read.parquet(storage.uri(FEATURES))
-        .where(F.col(options.features).isNotNull())
-        .withColumn("vector", array_to_vector(options.features))
-    )
+    rows = _rows(spark, storage, coarse_label_expr(label_map, options.label_depth))
     train = rows.where(F.col("split") == "train")
     indexer = StringIndexer(inputCol="label", outputCol="target", stringOrderType="alphabetAsc")
-    indexer_model = indexer.fit(train)
-    labels = list(indexer_model.labels)
-    known = F.col("label").isin(labels)
+    indexer = indexer.fit(train)  # test images of other classes are scored by name, not indexed
+    labels = list(indexer.labels)
+    pairs = train.groupBy("label", "fruit").count().collect()
+    fruit_of = fruit_of_classes([(r["label"], r["fruit"], r["count"]) for r in pairs], labels)
     test_all = rows.where(F.col("split") == "test")
-    test = test_all.where(known)
-    if train.limit(1).count() == 0 or test.limit(1).count() == 0:
+    test = test_all.where(F.col("label").isin(labels) | F.col("fruit").isin(sorted(set(fruit_of))))
+    if not labels or test.limit(1).count() == 0:
         raise OutputError(
             f"{output} needs images in both a train and a test split "
             "(folders named Training/train and Test/test) to evaluate"
         )
-    classifier = LogisticRegression(
-        featuresCol="vector",
-        labelCol="target",
-        family="multinomial",
-        regParam=options.reg_param,
-        elasticNetParam=0.0,
-        maxIter=options.max_iter,
-        standardization=True,
-    ).fit(indexer_model.transform(train))
-    scored = classifier.transform(indexer_model.transform(test)).select(
-        "path", "label", "target", "prediction", vector_to_array("probability").alias("scores")
-    )
-    true_score = F.element_at("scores", F.col("target").cast("int") + 1)
-    label_names = F.array(*[F.lit(label) for label in labels])
-    predictions = scored.select(
-        "path",
-        "label",
-        F.element_at(label_names, F.col("prediction").cast("int") + 1).alias("predicted"),
-        F.array_max("scores").alias("probability"),
-        F.col("scores").alias("probabilities"),
-        F.size(F.filter("scores", lambda score: score > true_score)).alias("rank"),
-    )
+    train = _with_weights_and_folds(indexer.transform(train), options.folds).cache()
+    classifier, selection = _cross_validate(train, options)
+    predictions = _predictions(classifier, test, labels, fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
-    predictions = spark.read.parquet(storage.uri(PREDICTIONS))
-    totals = predictions.agg(
-        F.count(F.lit(1)).alias("tested"),
-        F.avg((F.col("rank") == 0).cast("double")).alias("top1"),
-        F.avg((F.col("rank") < 5).cast("double")).alias("top5"),
-    ).first()
-    pairs = Counter(
-        {
-            (row["label"], row["predicted"]): row["count"]
-            for row in predictions.groupBy("label", "predicted").count().collect()
-        }
-    )
-    misclassified = (
-        predictions.where(F.col("label") != F.col("predicted"))
-        .orderBy(F.col("probability").desc(), "path")
-        .select("path", "label", "predicted", "probability")
-        .limit(MAX_MISCLASSIFIED)
-        .collect()
-    )
-    scores = class_scores(pairs, labels)
-    train_count = train.count()
+    predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
+    fine = _level(predictions, "label", "predicted", "rank", labels)
     report = {
-        "top1": float(totals["top1"]),
-        "top5": float(totals["top5"]),
-        "per_class": scores,
-        "confused_pairs": confused_pairs(pairs),
-        "confusion": worst_confusion(pairs, scores),
+        **fine,
+        "misclassified": _misclassified(predictions),
         "trained_on": {
             "split": "train",
-            "images": train_count,
+            "images": train.count(),
             "classes": len(labels),
-            "features": options.features,
+            "features": selection["chosen"]["features"],
             "classifier": "multinomial logistic regression (Spark ML), standardised",
-            "reg_param": options.reg_param,
+            "reg_param": selection["chosen"]["reg_param"],
+            "class_weight": selection["chosen"]["class_weight"],
         },
         "tested_on": {
             "split": "test",
-            "images": int(totals["tested"]),
-            "excluded_unknown_class": test_all.count() - int(totals["tested"]),
+            "images": fine["tested"],
+            "excluded_unknown_class": test_all.count() - fine["tested"],
         },
-        "misclassified": [row.asDict() for row in misclassified],
+        "model_selection": selection,
     }
+    if label_map or options.label_depth:
+        fruits = sorted(set(fruit_of))
+        report["fruit_level"] = _level(
+            predictions, "fruit", "predicted_fruit", "fruit_rank", fruits
+        )
+        report["fruit_level"]["label_map"] = options.label_map
+        report["fruit_level"]["label_depth"] = options.label_depth
+    train.unpersist()
+    _save(storage, classifier, labels, fruit_of, selection["chosen"]["features"])
+    storage.write_json(EVALUATION, report)
+    return report
+
+
+def _rows(spark, storage, fruit_expr):
+    """Featurised rows with both feature vectors, the fruit label, and the file number run."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    return (
+        spark.read.parquet(storage.uri(FEATURES))
+        .where(F.col("pca").isNotNull() & F.col("features").isNotNull())
+        .withColumn(VECTORS["pca"], array_to_vector("pca"))
+        .withColumn(VECTORS["features"], array_to_vector("features"))
+        .withColumn("fruit", fruit_expr)
+    )
+
+
+def _with_weights_and_folds(train, folds: int):
+    """Unit and balanced (n / (classes * count)) weights, and a fold per label x file-number run.
+
+    Files named with consecutive numbers (``r_120_100.jpg``, ``Avocado_013.jpg``: the first number
+    counts) are frames of one rotation or one shop visit: a run of FILE_RUN numbers stays in one
+    fold, so validation images are not near-copies of training ones. Names without a number fall
+    back to the whole name.
+    """
+    from pyspark.sql import functions as F
+
+    counts = {row["label"]: row["count"] for row in train.groupBy("label").count().collect()}
+    total, classes = sum(counts.values()), len(counts)
+    balanced = F.create_map(
+        *[
+            item
+            for label, n in counts.items()
+            for item in (F.lit(label), F.lit(total / (classes * n)))
+        ]
+    )
+    name = F.element_at(F.split("path", "/"), -1)
+    number = F.regexp_extract(name, r"(\d+)", 1)
+    run = F.when(number == "", name).otherwise(
+        F.floor(number.cast("long") / FILE_RUN).cast("string")
+    )
+    return train.select(
+        "*",
+        F.lit(1.0).alias(WEIGHTS["none"]),
+        balanced[F.col("label")].alias(WEIGHTS["balanced"]),
+        F.pmod(F.xxhash64("label", run), F.lit(folds)).cast("int").alias("fold"),
+    )
+
+
+def _cross_validate(train, options: EvaluateOptions):
+    """The grid's k-fold accuracy, fitted ``parallelism`` models at a time; the best refitted."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    estimator = LogisticRegression(
+        labelCol="target",
+        family="multinomial",
+        elasticNetParam=0.0,
+        maxIter=options.max_iter,
+        standardization=True,
+    )
+    grid = (
+        ParamGridBuilder()
+        .addGrid(estimator.featuresCol, [VECTORS[name] for name in options.features])
+        .addGrid(estimator.regParam, [float(value) for value in options.reg_params])
+        .addGrid(estimator.weightCol, [WEIGHTS[name] for name in options.class_weights])
+        .build()
+    )
+    validator = CrossValidator(
+        estimator=estimator,
+        estimatorParamMaps=grid,
+        evaluator=MulticlassClassificationEvaluator(labelCol="target", metricName="accuracy"),
+        numFolds=options.folds,
+        foldCol="fold",
+        parallelism=options.parallelism,
+    )
+    fitted = validator.fit(train)
+    names = {value: key for key, value in {**VECTORS, **WEIGHTS}.items()}
+    scored = [
+        {
+            "features": names[params[estimator.featuresCol]],
+            "reg_param": params[estimator.regParam],
+            "class_weight": names[params[estimator.weightCol]],
+            "cv_accuracy": float(metric),
+        }
+        for params, metric in zip(grid, fitted.avgMetrics, strict=True)
+    ]
+    best = max(range(len(scored)), key=lambda index: scored[index]["cv_accuracy"])
+    selection = {"folds": options.folds, "metric": "accuracy", "grid": scored}
+    return fitted.bestModel, {**selection, "chosen": scored[best]}
+
+
+def _predictions(classifier, test, labels: list[str], fruit_of: list[str]):
+    """Per test image: fine class, its probability and rank; the same for fruits (summed)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    fruits = sorted(set(fruit_of))
+    scored = classifier.transform(test).select(
+        "path", "label", "fruit", vector_to_array("probability").alias("scores")
+    )
+    members = [[i for i, name in enumerate(fruit_of) if name == fruit] for fruit in fruits]
+    fruit_scores = F.array(
+        *[sum((F.col("scores")[i] for i in indices), F.lit(0.0)) for indices in members]
+    )
+    scored = scored.withColumn("fruit_scores", fruit_scores)
+    return scored.select(
+        "path",
+        "label",
+        _pick(labels, "scores").alias("predicted"),
+        F.array_max("scores").alias("probability"),
+        F.col("scores").alias("probabilities"),
+        _rank("scores", F.col("label"), labels).alias("rank"),
+        "fruit",
+        _pick(fruits, "fruit_scores").alias("predicted_fruit"),
+        F.array_max("fruit_scores").alias("fruit_probability"),
+        _rank("fruit_scores", F.col("fruit"), fruits).alias("fruit_rank"),
+    )
+
+
+def _pick(names: list[str], scores: str):
+    from pyspark.sql import functions as F
+
+    position = F.array_position(F.col(scores), F.array_max(scores))
+    return F.element_at(F.array(*[F.lit(name) for name in names]), position.cast("int"))
+
+
+def _rank(scores: str, truth, names: list[str]):
+    """How many classes score above the true one; null if the true class is not a class."""
+    from pyspark.sql import functions as F
+
+    position = F.array_position(F.array(*[F.lit(name) for name in names]), truth)
+    true_score = F.element_at(F.col(scores), F.greatest(position, F.lit(1)).cast("int"))
+    above = F.size(F.filter(scores, lambda score: score > true_score))
+    return F.when(position > 0, above)
+
+
+def _level(predictions, truth: str, guess: str, rank: str, classes: list[str]) -> dict:
+    """Top-1, top-5 and per-class scores at one label level (rows whose truth is a class)."""
+    from pyspark.sql import functions as F
+
+    known = predictions.where(F.col(rank).isNotNull())
+    totals = known.agg(
+        F.count(F.lit(1)).alias("tested"),
+        F.avg((F.col(rank) == 0).cast("double")).alias("top1"),
+        F.avg((F.col(rank) < 5).cast("double")).alias("top5"),
+    ).first()
+    pairs = Counter(
+        {
+            (row[truth], row[guess]): row["count"]
+            for row in known.groupBy(truth, guess).count().collect()
+        }
+    )
+    scores = class_scores(pairs, classes)
+    return {
+        "top1": None if totals["top1"] is None else float(totals["top1"]),
+        "top5": None if totals["top5"] is None else float(totals["top5"]),
+        "tested": int(totals["tested"]),
+        "per_class": scores,
+        "confused_pairs": confused_pairs(pairs),
+        "confusion": worst_confusion(pairs, scores),
+    }
+
+
+def _misclassified(predictions) -> list[dict]:
+    from pyspark.sql import functions as F
+
+    wrong = predictions.where(F.col("rank") > 0)
+    return [
+        row.asDict()
+        for row in wrong.orderBy(F.col("probability").desc(), "path")
+        .select("path", "label", "predicted", "probability")
+        .limit(MAX_MISCLASSIFIED)
+        .collect()
+    ]
+
+
+def _save(storage, classifier, labels: list[str], fruit_of: list[str], features: str) -> None:
+    """The Spark model, and its parameters for ``predict`` (no Spark): one fruit per class."""
     classifier.write().overwrite().save(storage.uri(CLASSIFIER))
     buffer = io.BytesIO()
     np.savez(
@@ -179,8 +355,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
         coefficients=classifier.coefficientMatrix.toArray(),
         intercepts=classifier.interceptVector.toArray(),
         labels=np.array(labels),
-        features=np.array(options.features),
+        fruits=np.array(fruit_of),
+        features=np.array(features),
     )
     storage.write_bytes(CLASSIFIER_NPZ, buffer.getvalue())
-    storage.write_json(EVALUATION, report)
-    return report

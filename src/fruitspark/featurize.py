@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from fruitspark.imagenet_block import embed_with_logits, logits_dim, model_logits_dim
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
@@ -65,6 +66,13 @@ class FeaturizeOptions:
     follow_symlinks: bool = field(
         default=False, metadata={"help": "read images whose symlink points outside INPUT"}
     )
+    logits: bool = field(
+        default=True,
+        metadata={
+            "help": "add the model's ImageNet logits to the CNN block (if it has them)",
+            "group": "model",
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_pixels"):
@@ -72,9 +80,8 @@ class FeaturizeOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
     def feature_dim(self, spec: ModelSpec) -> int:
-        return {"both": spec.feature_dim + COLOUR_DIM, "cnn": spec.feature_dim}.get(
-            self.descriptor, COLOUR_DIM
-        )
+        cnn = spec.feature_dim + (model_logits_dim(spec) if self.logits else 0)
+        return {"both": cnn + COLOUR_DIM, "cnn": cnn}.get(self.descriptor, COLOUR_DIM)
 
 
 @dataclass(frozen=True)
@@ -134,8 +141,9 @@ def _embed_in_batches(
 ) -> np.ndarray | None:
     if options.descriptor == "colour" or not tensors:
         return None
+    run = embed_with_logits if options.logits and logits_dim(session) else embed
     parts = [
-        embed(session, spec, np.stack(tensors[start : start + options.batch_size]))
+        run(session, spec, np.stack(tensors[start : start + options.batch_size]))
         for start in range(0, len(tensors), options.batch_size)
     ]
     return np.concatenate(parts)
@@ -219,7 +227,7 @@ def _contents(
             failures[index] = "outside the input root (a symlink): not followed"
             contents.append(None)
             continue
-        if not has_content:
+        if data is None:  # no content column, or a manifest's row in a run with folders
             try:
                 data = read_bytes(path)
             except ReadError as error:

@@ -3,9 +3,11 @@
 Every field with ``metadata={"help": ...}`` becomes an option named after it (``pca_k`` →
 ``--pca-k``), or a positional argument when it has no default; a nested config dataclass
 (``RunConfig.featurize``) adds its own fields. The type, default and choices come from the field:
-``bool`` is a flag (``--no-x`` when it defaults to true), ``X | None`` takes an X, a tuple of
-floats takes ``1,2,3``, ``Literal`` gives choices. Optional metadata: ``flag`` (another option
-name), ``group`` (a help section), ``choices``, ``default_text`` (how the default reads).
+``bool`` is a flag (``--no-x`` when it defaults to true), ``X | None`` takes an X, a fixed tuple
+of floats takes ``1,2,3``, ``tuple[X, ...]`` takes one or more values (``--reg-params 1e-4 1e-3``,
+or, with ``repeat``, values gathered over repeated options), ``Literal`` gives choices. Optional
+metadata: ``flag`` (another option name), ``group`` (a help section), ``choices`` (of each value),
+``repeat``, ``default_text`` (how the default reads).
 The help of every option ends with its default. Values are checked by the dataclass itself
 (``__post_init__``), so the Python API and the command refuse the same things.
 
@@ -73,6 +75,8 @@ def _shown_default(item: dataclasses.Field, default: Any) -> str:
         return str(item.metadata["default_text"])
     if isinstance(default, bool):
         return "on" if default else "off"
+    if isinstance(default, tuple):
+        return " ".join(map(str, default)) or "none"
     return "unset" if default is None else str(default)
 
 
@@ -99,7 +103,14 @@ def _add_field(target, item: dataclasses.Field, kind: Any, dest: str) -> None:
         choices = typing.get_args(kind)
         kind = type(choices[0])
     elif typing.get_origin(kind) is tuple:
-        kind = _triple
+        arguments = typing.get_args(kind)
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            kind = arguments[0]
+            options["nargs"] = "+"
+            if item.metadata.get("repeat"):
+                options.update(action="extend", default=list(default))
+        else:
+            kind = _triple
     metavar = None if choices else item.name.upper()
     target.add_argument(flag, type=kind, choices=choices, metavar=metavar, **options)
 
@@ -115,5 +126,6 @@ def build(config: type, namespace: argparse.Namespace, prefix: str = "", **given
         if dataclasses.is_dataclass(kind):
             kwargs[item.name] = build(kind, namespace, prefix=f"{key}.")
         elif key in values:
-            kwargs[item.name] = values[key]
+            value = values[key]
+            kwargs[item.name] = tuple(value) if isinstance(value, list) else value
     return config(**{**kwargs, **given})

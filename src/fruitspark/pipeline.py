@@ -47,14 +47,13 @@ from fruitspark.reduce import (
     save_spark_model,
 )
 from fruitspark.sources import (
+    InputSpec,
     SourceError,
-    absolute_local,
-    empty_images,
     images_per_partition,
+    input_root,
+    list_inputs,
     local_path_of,
     partition_bytes,
-    read_folder,
-    read_manifest,
 )
 from fruitspark.storage import LocalFiles, Storage
 from fruitspark.summary import (
@@ -90,6 +89,16 @@ class RunConfig:
 
     input: str = field(metadata=_help("image folder, or manifest file (.parquet or .csv)"))
     output: str = field(metadata=_help("output folder (refused if it exists, see --overwrite)"))
+    extra_inputs: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "another folder or manifest for this run (repeatable); INPUT@test (or @train, @val) "
+            "puts all its images in that split",
+            flag="--extra-input",
+            repeat=True,
+            default_text="none",
+        ),
+    )
     model: str = field(
         default=DEFAULT_MODEL,
         metadata=_help(f"{', '.join(BUILT_IN)} or a .onnx file", group="model"),
@@ -154,10 +163,6 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
-def is_manifest(uri: str) -> bool:
-    return uri.lower().endswith((".parquet", ".csv"))
 
 
 # --- the run's context and the stages' results --------------------------------------------------
@@ -300,7 +305,8 @@ def prepare(config: RunConfig) -> Prepared:
         std=config.std,
         output_name=config.model_output,
     )
-    check_local_input(config.input)
+    for uri in (config.input, *config.extra_inputs):
+        check_local_input(InputSpec.parse(uri).uri)
     run_id = uuid.uuid4().hex[:12]
     local = local_path_of(config.output)
     complete = lock = None
@@ -343,8 +349,7 @@ def start(prepared: Prepared, spark, cleanup: ExitStack) -> RunContext:
     options = replace(
         config.featurize,
         threads=config.featurize.threads or int(spark.conf.get("spark.task.cpus", "1")),
-        root=config.featurize.root
-        or (None if is_manifest(config.input) else absolute_local(config.input)),
+        root=config.featurize.root or input_root([config.input, *config.extra_inputs]),
     )
     return RunContext(
         config, prepared.spec, options, spark, storage, prepared.run_id,
@@ -353,23 +358,18 @@ def start(prepared: Prepared, spark, cleanup: ExitStack) -> RunContext:
 
 
 def list_images(context: RunContext) -> Listed:
-    """The input listed once: a thin call into :mod:`fruitspark.sources`, counted in one job."""
-    spark, uri = context.spark, context.config.input
+    """Every input listed once: a thin call into :mod:`fruitspark.sources`."""
+    config = context.config
+    inputs = [config.input, *config.extra_inputs]
     with stage(context, "list") as clock:
-        if is_manifest(uri):
-            source = read_manifest(spark, uri, partitions=context.parallelism * 8)
-        else:
-            source = read_folder(spark, uri)
-        listing = source.drop("content") if "content" in source.columns else source
-        totals = listing.agg({"path": "count", "size": "sum"}).first()
-        count, total_bytes = int(totals[0]), int(totals[1] or 0)
-        empty = None if is_manifest(uri) else empty_images(spark, listing, count)
-        if empty is not None:
-            listing = listing.unionByName(empty)
-            count += empty.count()
-    if count == 0:
-        raise SourceError(f"no images found in {uri} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return Listed(clock.seconds, source, listing, count, total_bytes, empty)
+        found = list_inputs(context.spark, inputs, partitions=context.parallelism * 8)
+    if found.listed == 0:
+        raise SourceError(
+            f"no images found in {', '.join(inputs)} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return Listed(
+        clock.seconds, found.source, found.listing, found.listed, found.total_bytes, found.empty
+    )
 
 
 def featurize_images(context: RunContext, listed: Listed) -> Featurized:
@@ -498,6 +498,7 @@ def assemble(
         fruitspark_version=__version__,
         run_id=context.run_id,
         input=config.input,
+        extra_inputs=list(config.extra_inputs),
         output=context.storage.uri(),
         started_at=prepared.started_at.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),  # the commit sets the final one
@@ -537,6 +538,7 @@ def model_info(config: RunConfig, spec: ModelSpec, options: FeaturizeOptions) ->
         feature_dim=options.feature_dim(spec),
         descriptor=options.descriptor,
         colour_weight=options.colour_weight,
+        logits=options.logits,
     )
 
 
@@ -600,9 +602,8 @@ def _reusable_rows(context: RunContext, listing):
             f"cannot resume: the previous output was made in {before.precision}, this run is "
             f"{now.precision}; features of both must not mix (use --overwrite)"
         )
-    if (before.sha256, before.input_size, before.descriptor, before.colour_weight) != (
-        now.sha256, now.input_size, now.descriptor, now.colour_weight,
-    ):  # fmt: skip
+    compared = ("sha256", "input_size", "descriptor", "colour_weight", "logits")
+    if any(getattr(before, name) != getattr(now, name) for name in compared):
         raise OutputError(
             "cannot resume: the previous output was made with another model or descriptor; "
             "use --overwrite"

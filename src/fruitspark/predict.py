@@ -8,7 +8,7 @@ batch job, and the PCA and the classifier are applied from the parameters the ba
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ class Prediction:
     labels: list[str]
     probabilities: list[float]
     error: str | None = None
+    fruits: list[str] = field(default_factory=list)  # when evaluate was given a fruit level
+    fruit_probabilities: list[float] = field(default_factory=list)
 
 
 def _load(model_dir: str, name: str) -> bytes:
@@ -53,7 +55,9 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
     if spec.sha256 != described.sha256:
         raise OutputError(f"the model file changed since {model_dir} was made (checksum differs)")
     options = FeaturizeOptions(
-        descriptor=described.descriptor, colour_weight=described.colour_weight
+        descriptor=described.descriptor,
+        colour_weight=described.colour_weight,
+        logits=described.logits,
     )
     pca = np.load(io.BytesIO(_load(model_dir, PCA_NPZ)))
     classifier = np.load(io.BytesIO(_load(model_dir, CLASSIFIER_NPZ)))
@@ -80,9 +84,30 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
         if str(classifier["features"]) == "pca":
             vector = project(vector, pca["mean"], pca["components"]).astype(np.float32)
         order, probabilities = softmax_top_k(
-            vector.astype(np.float64), classifier["coefficients"], classifier["intercepts"], top_k
+            vector.astype(np.float64), classifier["coefficients"], classifier["intercepts"], None
         )
+        fruits, fruit_probabilities = top_fruits(classifier, order[0], probabilities[0], top_k)
         predictions.append(
-            Prediction(image, [str(labels[i]) for i in order[0]], probabilities[0].tolist())
+            Prediction(
+                image,
+                [str(labels[i]) for i in order[0][:top_k]],
+                probabilities[0][:top_k].tolist(),
+                fruits=fruits,
+                fruit_probabilities=fruit_probabilities,
+            )
         )
     return predictions
+
+
+def top_fruits(classifier, order: np.ndarray, probabilities: np.ndarray, k: int):
+    """Each fruit's probability, the sum of its classes'; empty unless the classes have fruits."""
+    if "fruits" not in classifier.files:
+        return [], []
+    fruit_of = classifier["fruits"]
+    if np.array_equal(fruit_of, classifier["labels"]):
+        return [], []
+    totals: dict[str, float] = {}
+    for index, probability in zip(order, probabilities, strict=True):
+        totals[str(fruit_of[index])] = totals.get(str(fruit_of[index]), 0.0) + float(probability)
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:k]
+    return [name for name, _ in ranked], [value for _, value in ranked]

@@ -392,9 +392,14 @@ def _cards(summary: dict[str, Any], evaluation: dict[str, Any] | None) -> list[d
             f"{summary['throughput_images_per_s']:,.1f} images/s",
         ),
     ]
-    if evaluation is not None:
+    if evaluation is not None and evaluation["top1"] is not None:
         cards.append(card("top-1 accuracy", f"{evaluation['top1']:.1%}"))
         cards.append(card("top-5 accuracy", f"{evaluation['top5']:.1%}"))
+    fruit = (evaluation or {}).get("fruit_level")
+    if fruit and fruit["top1"] is not None:
+        cards.append(
+            card("fruit top-1", f"{fruit['top1']:.1%}", f"{len(fruit['per_class'])} fruits")
+        )
     return cards
 
 
@@ -478,6 +483,8 @@ def _evaluation_context(evaluation: dict[str, Any]) -> dict[str, Any]:
         "top1": evaluation["top1"],
         "top5": evaluation["top5"],
         "trained_on": evaluation["trained_on"],
+        "selection": evaluation.get("model_selection"),  # the CV grid and its choice
+        "fruit_level": evaluation.get("fruit_level"),
         "tested_on": evaluation["tested_on"],
         "per_class": per_class,
         "pairs": pairs[:MAX_CONFUSED_PAIRS],
@@ -586,7 +593,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["num"] = lambda value: f"{value:,}"
-    environment.filters["pct"] = lambda value: f"{value:.1%}"
+    environment.filters["pct"] = lambda value: "n/a" if value is None else f"{value:.1%}"
     environment.filters["score"] = lambda value: f"{value:.3f}"
     return environment
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from fruitspark.formats import IMAGE_EXTENSIONS
@@ -205,3 +206,99 @@ def read_bytes(uri: str) -> bytes:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+SPLIT_SUFFIX = re.compile(rf"^(?P<uri>.+)@(?P<split>{'|'.join(SPLIT_NAMES)})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a run: a folder or a manifest, and the split that all its images get, if set.
+
+    ``photos@test`` puts every image of ``photos`` in the test split; without a suffix each image's
+    split comes from its folders (``Training/``, ``val/``…) or its manifest's ``split`` column.
+    """
+
+    uri: str
+    split: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> InputSpec:
+        found = SPLIT_SUFFIX.match(text)
+        if found is None:
+            return cls(absolute_local(text))
+        return cls(absolute_local(found["uri"]), SPLIT_NAMES[found["split"].lower()])
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.uri.lower().endswith((".parquet", ".csv"))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the list stage found: ``source`` rows to featurise (a folder's carry their bytes),
+    ``listing`` the same rows without bytes plus the empty files, and the totals."""
+
+    source: object
+    listing: object
+    empty: object | None
+    listed: int
+    total_bytes: int
+
+
+def list_inputs(spark, inputs: list[str], *, partitions: int) -> Listing:
+    """Every input's images as one listing (folders and manifests mixed, each with its split)."""
+    from functools import reduce
+
+    parts = [_list_one(spark, InputSpec.parse(text), partitions) for text in inputs]
+    if len(parts) == 1:
+        return parts[0]
+    with_content = any("content" in part.source.columns for part in parts)
+    sources = [_with_content(part.source) if with_content else part.source for part in parts]
+    empties = [part.empty for part in parts if part.empty is not None]
+    return Listing(
+        source=reduce(lambda a, b: a.unionByName(b), sources),
+        listing=reduce(lambda a, b: a.unionByName(b), [part.listing for part in parts]),
+        empty=reduce(lambda a, b: a.unionByName(b), empties) if empties else None,
+        listed=sum(part.listed for part in parts),
+        total_bytes=sum(part.total_bytes for part in parts),
+    )
+
+
+def input_root(inputs: list[str]) -> str | None:
+    """The folder images must resolve inside (symlink check): the inputs' common local folder;
+    None when a manifest (paths anywhere) or a remote folder is among them."""
+    specs = [InputSpec.parse(text) for text in inputs]
+    if any(spec.is_manifest or local_path_of(spec.uri) is None for spec in specs):
+        return None
+    return os.path.commonpath([local_path_of(spec.uri) for spec in specs])
+
+
+def _list_one(spark, spec: InputSpec, partitions: int) -> Listing:
+    from pyspark.sql import functions as F
+
+    if spec.is_manifest:
+        source = read_manifest(spark, spec.uri, partitions=partitions)
+    else:
+        source = read_folder(spark, spec.uri)
+    if spec.split is not None:
+        source = source.withColumn("split", F.lit(spec.split))
+    listing = source.drop("content") if "content" in source.columns else source
+    totals = listing.agg({"path": "count", "size": "sum"}).first()
+    listed, total_bytes = int(totals[0]), int(totals[1] or 0)
+    empty = None if spec.is_manifest else empty_images(spark, listing, listed)
+    if empty is not None:
+        if spec.split is not None:
+            empty = empty.withColumn("split", F.lit(spec.split))
+        listing = listing.unionByName(empty)
+        listed += empty.count()
+    return Listing(source, listing, empty, listed, total_bytes)
+
+
+def _with_content(frame):
+    """A manifest's rows with a null ``content``: its workers read each image by path."""
+    from pyspark.sql import functions as F
+
+    if "content" in frame.columns:
+        return frame
+    return frame.withColumn("content", F.lit(None).cast("binary"))

@@ -60,6 +60,7 @@ class ModelInfo:
     feature_dim: int = 0
     descriptor: str = "both"
     colour_weight: float = 0.0
+    logits: bool = False  # the ImageNet logits block (outputs before it had none)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Summary:
     fruitspark_version: str = ""
     run_id: str = ""
     input: str = ""
+    extra_inputs: list[str] = field(default_factory=list)  # more inputs of the same run
     output: str = ""
     started_at: str = ""  # ISO 8601, UTC
     finished_at: str = ""

@@ -1,0 +1,142 @@
+"""Real photos: label levels, several inputs in one run, the logits block, evaluate's CV grid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+from fruitspark.evaluate import EvaluateOptions, evaluate
+from fruitspark.featurize import FeaturizeOptions, describe_images
+from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
+from fruitspark.model import new_session, resolve_model
+from fruitspark.pipeline import RunConfig, run
+from fruitspark.predict import predict
+from fruitspark.sources import InputSpec, SourceError
+
+GROCERY = DATA / "grocery-store"
+
+
+def test_packaged_map_names_fruits360_and_grocery_varieties_as_fruits():
+    fruits = load_label_map("fruits")
+    assert fruits["Apple Golden 1"] == fruits["Golden-Delicious"] == "Apple"
+    assert fruits["Limes"] == "Lime" and fruits["Cantaloupe 2"] == fruits["Watermelon"] == "Melon"
+    assert fruits["Grapefruit Pink"] == "Red-Grapefruit"
+
+
+def test_a_bad_label_map_is_one_clear_error(tmp_path):
+    (tmp_path / "map.csv").write_text("just one column\nApple\n")
+    with pytest.raises(SourceError, match="label,fruit"):
+        load_label_map(str(tmp_path / "map.csv"))
+    with pytest.raises(SourceError, match="cannot read label map"):
+        load_label_map(str(tmp_path / "missing.csv"))
+
+
+def test_fruit_is_the_folder_at_a_depth_below_the_split_then_the_map(spark):
+    rows = [
+        ("/d/grocery/train/Fruit/Apple/Golden-Delicious/a.jpg", "Golden-Delicious"),
+        ("/d/grocery/train/Fruit/Avocado/b.jpg", "Avocado"),
+        ("/d/f360/Training/Apple Red 1/c.jpg", "Apple Red 1"),
+        ("/d/loose/d.jpg", "loose"),
+    ]
+    frame = spark.createDataFrame(rows, "path string, label string")
+
+    def fruits(label_map, depth):
+        expr = coarse_label_expr(label_map, depth).alias("fruit")
+        return [row["fruit"] for row in frame.select(expr).collect()]
+
+    assert fruits(None, 2) == ["Apple", "Avocado", "Apple Red 1", "loose"]
+    assert fruits(None, 3) == ["Golden-Delicious", "Avocado", "Apple Red 1", "loose"]
+    assert fruits({"Apple Red 1": "Apple"}, 2) == ["Apple", "Avocado", "Apple", "loose"]
+    assert fruits({"Golden-Delicious": "Apple"}, None)[0] == "Apple"
+
+
+def test_each_fine_class_gets_the_fruit_most_of_its_images_have():
+    pairs = [("Kaiser", "Pear", 9), ("Kaiser", "Apple", 1), ("Lemon", "Lemon", 3)]
+    assert fruit_of_classes(pairs, ["Kaiser", "Lemon", "Kiwi"]) == ["Pear", "Lemon", "Kiwi"]
+
+
+def test_an_input_may_set_the_split_of_all_its_images():
+    assert InputSpec.parse("/data/photos@Test") == InputSpec("/data/photos", "test")
+    assert InputSpec.parse("s3://bucket/year=2024/").split is None
+    assert InputSpec.parse("/data/list.csv@train").is_manifest
+
+
+def test_the_logits_block_is_the_models_own_logits():
+    spec = resolve_model()
+    session = new_session(Path(spec.path).read_bytes(), threads=1)
+    image = next((DATA / "photos" / "banana").iterdir()).read_bytes()
+    (with_logits,) = describe_images([image], session, spec, FeaturizeOptions(descriptor="cnn"))
+    plain = FeaturizeOptions(descriptor="cnn", logits=False)
+    (without,) = describe_images([image], session, spec, plain)
+    assert with_logits.features.shape == (spec.feature_dim + 1000,)
+    np.testing.assert_array_equal(with_logits.features[: spec.feature_dim], without.features)
+    assert FeaturizeOptions().feature_dim(spec) == 1280 + 1000 + 288
+    assert int(np.argmax(with_logits.features[spec.feature_dim :])) == 954  # ImageNet "banana"
+
+
+def _grocery_subset(target: Path, fruits=("Banana", "Lemon"), train: int = 8, val: int = 3):
+    for split, count in (("train", train), ("val", val)):
+        for fruit in fruits:
+            folder = target / split / "Fruit" / fruit
+            folder.mkdir(parents=True, exist_ok=True)
+            for image in sorted((GROCERY / split / "Fruit" / fruit).glob("*.jpg"))[:count]:
+                shutil.copy2(image, folder / image.name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def mixed(spark, subset, tmp_path_factory):
+    """Fruits-360 (a folder), grocery photos (a folder whose val is used as test) and a manifest
+    of two real photos labelled by fruit name, in one run; evaluated at the fruit level."""
+    root = tmp_path_factory.mktemp("mixed")
+    grocery = _grocery_subset(root / "grocery")
+    manifest = root / "held-out.csv"
+    bananas = sorted((DATA / "photos" / "banana").iterdir())[:2]
+    manifest.write_text("path,label,split\n" + "".join(f"{p},Banana,test\n" for p in bananas))
+    config = RunConfig(
+        input=str(subset),
+        extra_inputs=(str(grocery / "train"), f"{grocery / 'val'}@test", str(manifest)),
+        output=str(root / "out"),
+        report=False,
+    )
+    summary = run(config, spark)
+    options = EvaluateOptions(
+        features=("pca", "features"), reg_params=(1e-3, 1e-1), class_weights=("balanced",),
+        label_map="fruits", label_depth=2,
+    )  # fmt: skip
+    return root / "out", summary, evaluate(str(root / "out"), spark, options)
+
+
+def test_several_inputs_are_one_run_with_every_image_accounted_for(mixed):
+    _, summary, _ = mixed
+    assert summary["images"]["listed"] == 32 + 16 + 16 + 6 + 2
+    assert summary["accounting"]["ok"] and summary["images"]["failed"] == 0
+    assert summary["labels"]["Banana"] == 8 + 4 + 8 + 3 + 2  # same fine name in all inputs
+
+
+def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
+    output, _, scores = mixed
+    on_disk = json.loads((output / "evaluation.json").read_text())
+    grid = on_disk["model_selection"]["grid"]
+    assert len(grid) == 4 and {row["features"] for row in grid} == {"pca", "features"}
+    best = max(grid, key=lambda row: row["cv_accuracy"])
+    assert on_disk["model_selection"]["chosen"] == best
+    assert scores["trained_on"]["images"] == 32 + 16
+    fruit = scores["fruit_level"]
+    # test: 16 Fruits-360 + 6 grocery val + 2 photos, all of fruits the classes map to
+    assert fruit["tested"] == 24 and set(fruit["per_class"]) == {"Apple", "Banana", "Kiwi", "Lemon"}
+    assert fruit["top1"] >= 0.75  # chance is 0.25
+    assert scores["tested_on"]["images"] == 16 + 6 + 2  # fine classes Banana, Lemon… exist too
+
+
+def test_predict_reports_the_fruit_summed_over_its_classes(mixed):
+    output, _, _ = mixed
+    photo = sorted((DATA / "photos" / "banana").iterdir())[-1]
+    (answer,) = predict(str(output), [str(photo)], top_k=3)
+    assert answer.error is None and answer.fruits[0] == "Banana"
+    assert answer.fruit_probabilities[0] >= answer.probabilities[0] - 1e-9
