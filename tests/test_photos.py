@@ -114,9 +114,9 @@ def mixed(spark, subset, tmp_path_factory):
 
 def test_several_inputs_are_one_run_with_every_image_accounted_for(mixed):
     _, summary, _ = mixed
-    assert summary["images"]["listed"] == 32 + 16 + 16 + 6 + 2
-    assert summary["accounting"]["ok"] and summary["images"]["failed"] == 0
-    assert summary["labels"]["Banana"] == 8 + 4 + 8 + 3 + 2  # same fine name in all inputs
+    assert summary.images.listed == 32 + 16 + 16 + 6 + 2
+    assert summary.accounting.ok and summary.images.failed == 0
+    assert summary.labels["Banana"] == 8 + 4 + 8 + 3 + 2  # same fine name in all inputs
 
 
 def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):

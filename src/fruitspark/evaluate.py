@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,8 +133,8 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
             f"{output} needs images in both a train and a test split "
             "(folders named Training/train and Test/test) to evaluate"
         )
-    train = _with_weights_and_folds(indexer.transform(train), options.folds).cache()
-    classifier, selection = _cross_validate(train, options)
+    train, folds = _with_weights_and_folds(indexer.transform(train), options.folds)
+    classifier, selection = _cross_validate(train.cache(), replace(options, folds=folds))
     predictions = _predictions(classifier, test, labels, fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
     predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
@@ -191,8 +191,11 @@ def _with_weights_and_folds(train, folds: int):
     Files named with consecutive numbers (``r_120_100.jpg``, ``Avocado_013.jpg``: the first number
     counts) are frames of one rotation or one shop visit: a run of FILE_RUN numbers stays in one
     fold, so validation images are not near-copies of training ones. Names without a number fall
-    back to the whole name.
+    back to the whole name. The runs are dealt to the folds in turn, so no fold is empty; a train
+    split of fewer runs than ``folds`` gets as many folds as it has runs. Returns the rows and
+    the fold count.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     counts = {row["label"]: row["count"] for row in train.groupBy("label").count().collect()}
@@ -209,12 +212,22 @@ def _with_weights_and_folds(train, folds: int):
     run = F.when(number == "", name).otherwise(
         F.floor(number.cast("long") / FILE_RUN).cast("string")
     )
-    return train.select(
+    runs = train.select("label", run.alias("run")).distinct()
+    folds = min(folds, runs.count())
+    dealt = runs.select(
+        "label",
+        "run",
+        F.pmod(F.row_number().over(Window.orderBy("label", "run")), F.lit(max(folds, 1)))
+        .cast("int")
+        .alias("fold"),
+    )
+    weighted = train.select(
         "*",
+        run.alias("run"),
         F.lit(1.0).alias(WEIGHTS["none"]),
         balanced[F.col("label")].alias(WEIGHTS["balanced"]),
-        F.pmod(F.xxhash64("label", run), F.lit(folds)).cast("int").alias("fold"),
     )
+    return weighted.join(dealt, ["label", "run"]).drop("run"), folds
 
 
 def _cross_validate(train, options: EvaluateOptions):
@@ -230,6 +243,7 @@ def _cross_validate(train, options: EvaluateOptions):
         maxIter=options.max_iter,
         standardization=True,
     )
+    names = {value: key for key, value in {**VECTORS, **WEIGHTS}.items()}
     grid = (
         ParamGridBuilder()
         .addGrid(estimator.featuresCol, [VECTORS[name] for name in options.features])
@@ -245,8 +259,17 @@ def _cross_validate(train, options: EvaluateOptions):
         foldCol="fold",
         parallelism=options.parallelism,
     )
+    if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
+        only = grid[0]
+        model = estimator.copy(only).fit(train)
+        chosen = {
+            "features": names[only[estimator.featuresCol]],
+            "reg_param": only[estimator.regParam],
+            "class_weight": names[only[estimator.weightCol]],
+            "cv_accuracy": None,
+        }
+        return model, {"folds": options.folds, "metric": "accuracy", "grid": [], "chosen": chosen}
     fitted = validator.fit(train)
-    names = {value: key for key, value in {**VECTORS, **WEIGHTS}.items()}
     scored = [
         {
             "features": names[params[estimator.featuresCol]],
@@ -292,7 +315,8 @@ def _predictions(classifier, test, labels: list[str], fruit_of: list[str]):
 def _pick(names: list[str], scores: str):
     from pyspark.sql import functions as F
 
-    position = F.array_position(F.col(scores), F.array_max(scores))
+    # SQL form: PySpark 3.5's array_position takes a literal, not a column, as the value
+    position = F.expr(f"array_position(`{scores}`, array_max(`{scores}`))")
     return F.element_at(F.array(*[F.lit(name) for name in names]), position.cast("int"))
 
 
