@@ -324,7 +324,8 @@ def _rank(scores: str, truth, names: list[str]):
     """How many classes score above the true one; null if the true class is not a class."""
     from pyspark.sql import functions as F
 
-    position = F.array_position(F.array(*[F.lit(name) for name in names]), truth)
+    index = F.create_map(*[F.lit(item) for i, name in enumerate(names) for item in (name, i + 1)])
+    position = F.coalesce(index[truth], F.lit(0))  # 1-based, 0: not a class (as array_position)
     true_score = F.element_at(F.col(scores), F.greatest(position, F.lit(1)).cast("int"))
     above = F.size(F.filter(scores, lambda score: score > true_score))
     return F.when(position > 0, above)
