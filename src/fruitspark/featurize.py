@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
-from fruitspark.imagenet_block import embed_with_logits, logits_dim, model_logits_dim
+from fruitspark.imagenet_block import embed_with_logits
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
@@ -80,7 +80,7 @@ class FeaturizeOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
     def feature_dim(self, spec: ModelSpec) -> int:
-        cnn = spec.feature_dim + (model_logits_dim(spec) if self.logits else 0)
+        cnn = spec.feature_dim + (spec.logits_dim if self.logits else 0)
         return {"both": cnn + COLOUR_DIM, "cnn": cnn}.get(self.descriptor, COLOUR_DIM)
 
 
@@ -141,7 +141,7 @@ def _embed_in_batches(
 ) -> np.ndarray | None:
     if options.descriptor == "colour" or not tensors:
         return None
-    run = embed_with_logits if options.logits and logits_dim(session) else embed
+    run = embed_with_logits if options.logits and spec.logits_dim else embed
     parts = [
         run(session, spec, np.stack(tensors[start : start + options.batch_size]))
         for start in range(0, len(tensors), options.batch_size)

@@ -10,22 +10,9 @@ extra model work: the logits are one more output of the same forward pass.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import numpy as np
 
-from fruitspark.model import ModelSpec
-
-LOGITS_OUTPUT = "logits"
-
-
-def logits_dim(session) -> int:
-    """The logits block's width for a session's model; 0 if it has no ``logits`` output."""
-    for output in session.get_outputs():
-        if output.name == LOGITS_OUTPUT:
-            return int(np.prod(output.shape[1:]))
-    return 0
+from fruitspark.model import LOGITS_OUTPUT, ModelSpec
 
 
 def embed_with_logits(session, spec: ModelSpec, tensors: np.ndarray) -> np.ndarray:
@@ -35,15 +22,3 @@ def embed_with_logits(session, spec: ModelSpec, tensors: np.ndarray) -> np.ndarr
     return np.hstack(
         [np.asarray(features, np.float32).reshape(rows, -1), np.asarray(logits, np.float32)]
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _model_logits_dim(path: str, sha256: str) -> int:
-    from fruitspark.model import new_session
-
-    return logits_dim(new_session(Path(path).read_bytes(), threads=1))
-
-
-def model_logits_dim(spec: ModelSpec) -> int:
-    """:func:`logits_dim` of the model file itself (read once per file and checksum)."""
-    return _model_logits_dim(spec.path, spec.sha256)

@@ -51,6 +51,7 @@ class ModelSpec:
     output_name: str
     feature_dim: int
     precision: str = "fp32"
+    logits_dim: int = 0  # width of the model's ``logits`` output, 0 without one
 
 
 def cache_dir() -> Path:
@@ -177,7 +178,19 @@ def resolve_model(
         output_name=output_name,
         feature_dim=int(np.prod(probe[0].shape[1:])),
         precision=precision,
+        logits_dim=logits_dim(session),
     )
+
+
+LOGITS_OUTPUT = "logits"
+
+
+def logits_dim(session) -> int:
+    """The logits block's width for a session's model; 0 if it has no ``logits`` output."""
+    for output in session.get_outputs():
+        if output.name == LOGITS_OUTPUT:
+            return int(np.prod(output.shape[1:]))
+    return 0
 
 
 def new_session(model_bytes: bytes, threads: int):
