@@ -8,7 +8,16 @@ import pytest
 from sklearn.decomposition import PCA as SklearnPCA
 
 from fruitspark import sparkenv
-from fruitspark.reduce import Moments, add_pca, choose_k, fit_pca, project, save_spark_model
+from fruitspark.reduce import (
+    Moments,
+    add_pca,
+    choose_k,
+    fit_features,
+    fit_moments,
+    fit_rows,
+    project,
+    save_spark_model,
+)
 from fruitspark.storage import Storage
 
 
@@ -51,7 +60,7 @@ def test_moments_added_in_any_split_equal_the_whole(matrix):
 
 def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
     frame = _frame(spark, matrix)
-    fit = fit_pca(frame, dimension=24, parallelism=3, k=5)
+    fit = fit_features(frame, dimension=24, parallelism=3, k=5)
     shipped = sparkenv.ship(spark, (fit.mean, fit.components))
     projected = add_pca(frame, fit, shipped).orderBy("path").select("pca").collect()
     ours = np.array([row["pca"] for row in projected], dtype=np.float64)
@@ -70,7 +79,7 @@ def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_
     from pyspark.ml import PipelineModel
     from pyspark.ml.functions import array_to_vector
 
-    fit = fit_pca(_frame(spark, matrix), dimension=24, variance=0.9)
+    fit = fit_features(_frame(spark, matrix), dimension=24, variance=0.9)
     cumulative = np.cumsum(fit.explained_variance)
     assert cumulative[fit.k - 1] >= 0.9 > cumulative[fit.k - 2]
     save_spark_model(spark, Storage(spark, str(tmp_path)), "pca_model", fit)
@@ -82,3 +91,31 @@ def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_
         project(matrix[:3], fit.mean, fit.components),
         atol=1e-6,
     )
+
+
+def test_fewer_rows_than_dimensions_fit_from_the_gram_matrix_as_from_the_moments(matrix):
+    wide = np.hstack([matrix[:30], matrix[30:60] * 0.5])  # 30 rows of 48 features: n < d
+    from_rows = fit_rows(wide, k=6)
+    from_moments = fit_moments(Moments.of(wide), k=6)
+    np.testing.assert_allclose(from_rows.mean, from_moments.mean, atol=1e-5)
+    np.testing.assert_allclose(from_rows.components, from_moments.components, atol=1e-6)
+    np.testing.assert_allclose(
+        from_rows.explained_variance, from_moments.explained_variance, atol=1e-9
+    )
+    assert len(from_rows.explained_variance) == 30
+    reference = SklearnPCA(n_components=6).fit(wide.astype(np.float64))
+    expected = reference.transform(wide.astype(np.float64))
+    ours = project(wide, from_rows.mean, from_rows.components)
+    np.testing.assert_allclose(_aligned(ours, expected), expected, atol=1e-3)
+    assert fit_rows(wide, k=99).k == 29  # 30 centred rows span 29 directions, never more
+
+
+def test_spark_fit_takes_the_rows_route_below_d_rows_and_agrees(spark, matrix):
+    frame = _frame(spark, matrix[:20])
+    by_rows = fit_features(frame, dimension=24, rows_at_most=20, k=4)
+    by_moments = fit_features(frame, dimension=24, rows_at_most=None, k=4)
+    np.testing.assert_allclose(by_rows.components, by_moments.components, atol=1e-5)
+    np.testing.assert_allclose(by_rows.explained_variance, by_moments.explained_variance, atol=1e-7)
+    empty = spark.createDataFrame([("p", None)], "path string, features array<float>")
+    assert fit_features(empty, dimension=24, rows_at_most=1) is None
+    assert fit_features(empty, dimension=24) is None

@@ -42,8 +42,7 @@ from fruitspark.reduce import (
     PcaFit,
     add_pca,
     export_parameters,
-    fit_moments,
-    moments,
+    fit_features,
     save_spark_model,
 )
 from fruitspark.sources import (
@@ -207,6 +206,7 @@ class Listed:
 class Featurized:
     seconds: float
     rows: Any  # the cached featurised rows, every listed image once
+    row_count: int
     processed: int
     partitions: int
     images_per_partition: int
@@ -389,8 +389,10 @@ def featurize_images(context: RunContext, listed: Listed) -> Featurized:
     if "content" in todo.columns:  # Spark's file scan: pack images by count via the file confs
         _, open_cost = partition_bytes(todo_count, listed.total_bytes, context.parallelism)
         confs.update(zip(FILE_CONFS, (per_task * 2 * open_cost, open_cost), strict=True))
-    else:  # paths read by the workers: as many tasks as the count asks for
-        todo = todo.repartition(max(1, math.ceil(todo_count / per_task)))
+    else:  # paths read by the workers: as many tasks as the count asks for, a core each at least
+        tasks = max(1, min(todo_count, max(context.parallelism, math.ceil(todo_count / per_task))))
+        if sparkenv.partitions(todo) != tasks:  # a small listing is already a task a core
+            todo = todo.repartition(tasks)
     with (
         stage(context, "featurize", bar=True, total=todo_count) as clock,
         sparkenv.temporary_conf(spark, confs),
@@ -401,24 +403,33 @@ def featurize_images(context: RunContext, listed: Listed) -> Featurized:
         if listed.empty is not None:
             fresh = fresh.unionByName(_empty_rows(listed.empty))
         rows = fresh.persist(StorageLevel.MEMORY_AND_DISK)
-        rows.count()  # fills the cache: the one pass over the images
+        row_count = rows.count()  # fills the cache: the one pass over the images
     partitions = sparkenv.partitions(rows)
-    return Featurized(clock.seconds, rows, todo_count, partitions, per_task, model_loads.value)
+    return Featurized(
+        clock.seconds, rows, row_count, todo_count, partitions, per_task, model_loads.value
+    )
 
 
 def reduce_features(context: RunContext, featurized: Featurized) -> Reduced:
-    """PCA sums on the executors from the cache, the eigendecomposition on the driver."""
+    """PCA from the cache: sums on the executors (or, for fewer rows than dimensions, the rows
+    themselves), the eigendecomposition on the driver."""
     config = context.config
     dimension = context.options.feature_dim(context.spec)
+    variance = None if config.pca_k else config.pca_variance
     with stage(context, "reduce", bar=True) as clock:
-        stats = moments(featurized.rows, dimension=dimension, parallelism=context.parallelism)
-        if stats.count == 0:
-            raise RunFailed(
-                f"no image of {config.input} could be featurised "
-                f"(e.g. {_some_errors(featurized.rows)}); nothing to reduce with PCA"
-            )
-        variance = None if config.pca_k else config.pca_variance
-        fit = fit_moments(stats, k=config.pca_k, variance=variance)
+        fit = fit_features(
+            featurized.rows,
+            dimension=dimension,
+            parallelism=context.parallelism,
+            rows_at_most=featurized.row_count,
+            k=config.pca_k,
+            variance=variance,
+        )
+    if fit is None:
+        raise RunFailed(
+            f"no image of {config.input} could be featurised "
+            f"(e.g. {_some_errors(featurized.rows)}); nothing to reduce with PCA"
+        )
     part = PcaInfo(
         k=fit.k,
         explained_variance=fit.explained_variance,
@@ -440,7 +451,8 @@ def write_outputs(context: RunContext, featurized: Featurized, reduced: Reduced)
         buffer = io.BytesIO()
         np.savez(buffer, **export_parameters(fit))
         storage.write_bytes(staged(run_id, PCA_NPZ), buffer.getvalue())
-        written = spark.read.parquet(storage.uri(staged(run_id, FEATURES)))
+        # the schema is known: given, it spares Spark's job that reads it from the footers
+        written = spark.read.schema(final.schema).parquet(storage.uri(staged(run_id, FEATURES)))
         parts = [FEATURES, PCA_MODEL, PCA_NPZ]
         if context.config.csv:
             _write_csv(written, storage.uri(staged(run_id, CSV)), fit.k)

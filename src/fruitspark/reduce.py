@@ -8,6 +8,10 @@ numpy's ``eigh`` gives every component at once. The whole explained-variance cur
 k is then a cheap slice, never a second pass; the projection onto those k components runs with
 numpy on the executors, the k x d matrix shipped once per executor.
 
+When there are fewer rows than dimensions (a small run: 30 images of 2,568 features), the rows
+themselves are smaller than one d x d sum: they are collected, and the eigenvectors of their
+n x n Gram matrix give the same components at a fraction of the cost (``fit_rows``).
+
 Each partial sum is taken in float64 around a shift (its first rows' mean), which keeps the
 small components exact; partials are combined exactly (Chan et al.'s pairwise formula).
 The fitted PCA is also saved in Spark ML's own on-disk format, as a ``PipelineModel`` of a
@@ -161,30 +165,76 @@ def fit_moments(stats: Moments, *, k: int | None = None, variance: float | None 
     """Eigendecomposition of the covariance on the driver; signs fixed (largest loading > 0)."""
     values, vectors = np.linalg.eigh(stats.scatter() / max(1, stats.count - 1))
     order = np.argsort(values)[::-1]
-    values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
     ranked = min(stats.count, len(values))  # n rows span at most n components
-    values, vectors = values[:ranked], vectors[:, :ranked]
+    return _fit(stats.mean(), values[order][:ranked], vectors[:, order][:, :ranked].T, k, variance)
+
+
+def fit_rows(rows: np.ndarray, *, k: int | None = None, variance: float | None = None) -> PcaFit:
+    """The same fit from the rows themselves, for fewer rows than dimensions (n < d).
+
+    With ``X`` the centred n x d rows, ``X X^T v = l v`` gives ``X^T X (X^T v) = l (X^T v)``: the
+    covariance's eigenvectors are ``X^T v / sqrt(l)``, from an n x n problem instead of d x d.
+    """
+    rows = np.asarray(rows, np.float64)
+    mean = rows.mean(axis=0)
+    centred = rows - mean
+    values, vectors = np.linalg.eigh(centred @ centred.T)
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
+    positive = int(np.sum(values > values[0] * 1e-12)) if len(values) and values[0] > 0 else 0
+    components = (centred.T @ vectors[:, :positive] / np.sqrt(values[:positive])).T
+    ranked = min(len(rows), rows.shape[1])
+    return _fit(mean, values[:ranked] / max(1, len(rows) - 1), components, k, variance)
+
+
+def _fit(mean, values, components, k: int | None, variance: float | None) -> PcaFit:
+    """Ratios of every component and the first k components (rows), each signed so that its
+    largest loading is positive. ``components`` may be fewer than ``values``: directions without
+    variance have no component, and k never reaches them."""
+    values = np.clip(values, 0.0, None)
     total = values.sum()
     ratios = values / total if total > 0 else np.zeros_like(values)
-    chosen = choose_k(ratios, k=k, variance=variance)
-    components = vectors[:, :chosen].T
+    chosen = min(choose_k(ratios, k=k, variance=variance), len(components))
+    components = components[:chosen]
     signs = np.sign(components[np.arange(chosen), np.abs(components).argmax(axis=1)])
     components = components * np.where(signs == 0, 1.0, signs)[:, None]
-    return PcaFit(stats.mean(), components, ratios.tolist(), chosen)
+    return PcaFit(mean, components, ratios.tolist(), chosen)
 
 
-def fit_pca(
+def collect_rows(frame, *, dimension: int, column: str = "features") -> np.ndarray:
+    """The rows with features, on the driver as an n x d float32 array (one blob per batch)."""
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    def as_blobs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            values = batch.column(column).drop_null().flatten().to_numpy(zero_copy_only=False)
+            if len(values):
+                blob = pa.array([np.ascontiguousarray(values, np.float32).tobytes()])
+                yield pa.RecordBatch.from_arrays([blob], names=["rows"])
+
+    schema = StructType([StructField("rows", BinaryType())])
+    blobs = frame.select(column).mapInArrow(as_blobs, schema).collect()
+    parts = [np.frombuffer(row["rows"], np.float32) for row in blobs]
+    return np.concatenate(parts).reshape(-1, dimension) if parts else np.zeros((0, dimension))
+
+
+def fit_features(
     frame,
     *,
     dimension: int,
     parallelism: int = 2,
+    rows_at_most: int | None = None,
     k: int | None = None,
     variance: float | None = None,
-) -> PcaFit:
-    """Fit the centred PCA on ``frame.features`` (rows with null features are left out)."""
-    return fit_moments(
-        moments(frame, dimension=dimension, parallelism=parallelism), k=k, variance=variance
-    )
+) -> PcaFit | None:
+    """Fit the centred PCA on ``frame.features`` (rows with null features left out); None if no
+    row has any. Fewer rows than dimensions (``rows_at_most``, e.g. the cache's count, bounds
+    them) are collected and fitted from their Gram matrix; more, from the moments."""
+    if rows_at_most is not None and rows_at_most < dimension:
+        rows = collect_rows(frame, dimension=dimension)
+        return fit_rows(rows, k=k, variance=variance) if len(rows) else None
+    stats = moments(frame, dimension=dimension, parallelism=parallelism)
+    return fit_moments(stats, k=k, variance=variance) if stats.count else None
 
 
 def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -235,11 +285,11 @@ def export_parameters(fit: PcaFit) -> dict[str, np.ndarray]:
 def save_spark_model(spark, storage, folder: str, fit: PcaFit) -> None:
     """``fit`` in Spark ML's format: a PipelineModel (centring StandardScaler, PCA with k).
 
-    Written directly (metadata JSON and one-row Parquet per stage, as ``MLWriter`` lays them out)
-    because Spark ML has no public constructor of a ``PCAModel`` from arrays.
+    Written directly, as ``MLWriter`` lays it out (metadata JSON, one-row Parquet per stage),
+    because Spark ML has no public constructor of a ``PCAModel`` from arrays; the Parquet comes
+    from pyarrow, with Spark's schema (vector and matrix types) in its footer, so that saving
+    costs no Spark job.
     """
-    from pyspark.ml.linalg import DenseMatrix, DenseVector
-
     uid = f"{int(time.time() * 1000):x}"
     scaler, pca = f"StandardScaler_{uid}", f"PCA_{uid}"
     stamp = int(time.time() * 1000)
@@ -263,12 +313,57 @@ def save_spark_model(spark, storage, folder: str, fit: PcaFit) -> None:
     )
     metadata(pca_dir, "org.apache.spark.ml.feature.PCAModel", pca,
              {"inputCol": "centred", "outputCol": "pca_vector", "k": k})  # fmt: skip
-    ones = DenseVector(np.ones(d))
-    spark.createDataFrame([(ones, DenseVector(fit.mean))], ["std", "mean"]).coalesce(
-        1
-    ).write.parquet(storage.uri(f"{scaler_dir}/data"))
-    pc = DenseMatrix(d, k, fit.components.ravel().tolist())  # column-major d x k: one PC a column
-    ratios = DenseVector(fit.explained_variance[:k])
-    spark.createDataFrame([(pc, ratios)], ["pc", "explainedVariance"]).coalesce(1).write.parquet(
-        storage.uri(f"{pca_dir}/data")
+    scaler_row = {"std": _dense_vector(np.ones(d)), "mean": _dense_vector(fit.mean)}
+    storage.write_bytes(f"{scaler_dir}/data/part-00000.parquet", _spark_parquet(scaler_row))
+    # column-major d x k: one principal component a column
+    pca_row = {
+        "pc": _dense_matrix(d, k, fit.components.ravel()),
+        "explainedVariance": _dense_vector(fit.explained_variance[:k]),
+    }
+    storage.write_bytes(f"{pca_dir}/data/part-00000.parquet", _spark_parquet(pca_row))
+
+
+def _dense_vector(values) -> dict:
+    """A DenseVector as Spark ML's VectorUDT stores it (type 1: dense)."""
+    return {"type": 1, "size": None, "indices": None, "values": np.asarray(values, float).tolist()}
+
+
+def _dense_matrix(rows: int, columns: int, column_major) -> dict:
+    """A DenseMatrix as Spark ML's MatrixUDT stores it (type 1: dense, values column-major)."""
+    return {
+        "type": 1, "numRows": rows, "numCols": columns, "colPtrs": None, "rowIndices": None,
+        "values": np.asarray(column_major, float).tolist(), "isTransposed": False,
+    }  # fmt: skip
+
+
+def _spark_parquet(row: dict) -> bytes:
+    """One row of vector/matrix columns as Parquet bytes that Spark reads back as those types:
+    pyarrow writes the UDTs' storage structs, the footer carries Spark's own schema."""
+    import pyarrow.parquet as pq
+    from pyspark.ml.linalg import MatrixUDT, VectorUDT
+    from pyspark.sql.types import StructField, StructType
+
+    def kind(value: dict):
+        return MatrixUDT() if "numRows" in value else VectorUDT()
+
+    spark_schema = StructType([StructField(name, kind(value)) for name, value in row.items()])
+    arrow_fields = [pa.field(name, _udt_storage(value)) for name, value in row.items()]
+    schema = pa.schema(
+        arrow_fields, metadata={"org.apache.spark.sql.parquet.row.metadata": spark_schema.json()}
     )
+    table = pa.Table.from_pylist([row], schema=schema)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return buffer.getvalue().to_pybytes()
+
+
+def _udt_storage(value: dict) -> pa.DataType:
+    """The Arrow struct of VectorUDT's or MatrixUDT's ``sqlType`` (same names, same order)."""
+    ints, doubles = (
+        pa.list_(pa.field("element", pa.int32(), False)),
+        pa.list_(pa.field("element", pa.float64(), False)),
+    )
+    types = {"type": pa.int8(), "size": pa.int32(), "numRows": pa.int32(), "numCols": pa.int32(),
+             "colPtrs": ints, "rowIndices": ints, "indices": ints, "values": doubles,
+             "isTransposed": pa.bool_()}  # fmt: skip
+    return pa.struct([pa.field(name, types[name], name != "type") for name in value])
