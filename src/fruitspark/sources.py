@@ -60,13 +60,14 @@ def label_expr(path_col: str = "path"):
 def split_expr(path_col: str = "path"):
     """train/test/val from the nearest folder above the label folder that is named so, else null."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
 
     names = "|".join(SPLIT_NAMES)
     found = F.lower(
         F.regexp_extract(F.col(path_col), rf"(?i).*/({names})/(?:[^/]*/)*?[^/]+/[^/]+$", 1)
     )
     mapping = F.create_map(*[F.lit(item) for pair in SPLIT_NAMES.items() for item in pair])
-    return F.when(found == "", F.lit(None).cast("string")).otherwise(mapping[found])
+    return F.when(found == "", F.lit(None).cast(StringType())).otherwise(mapping[found])
 
 
 def read_folder(spark, root: str):
@@ -92,9 +93,6 @@ def read_folder(spark, root: str):
         split_expr().alias("split"),
         "content",
     )
-
-
-LISTING_SCHEMA = "path string, size long, modified timestamp"
 
 
 def is_hidden(name: str) -> bool:
@@ -126,8 +124,15 @@ def walk_images(folder: str) -> Iterator[tuple[str, int, datetime]]:
 def list_local_folder(spark, folder: str) -> tuple[object, int, int]:
     """A local folder's images as listing rows ``path, size, modified, label, split`` (no bytes:
     the workers read each file by path), with their count and total size."""
+    from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+    # Spark types, not a DDL string: its parser's first use costs a small run a second or more
+    schema = StructType(
+        [StructField(name, kind()) for name, kind in
+         (("path", StringType), ("size", LongType), ("modified", TimestampType))]
+    )  # fmt: skip
     found = list(walk_images(folder))
-    frame = spark.createDataFrame(found, LISTING_SCHEMA).select(
+    frame = spark.createDataFrame(found, schema).select(
         "path", "size", "modified", label_expr().alias("label"), split_expr().alias("split")
     )
     return frame, len(found), sum(size for _, size, _ in found)
