@@ -192,6 +192,19 @@ def test_accounting_catches_missing_duplicated_and_unexpected_rows(spark, first_
     assert (result.missing, result.duplicated, result.unexpected) == (1, 1, 1)
 
 
+def test_float_arrays_are_written_without_dictionary_encoding(first_run):
+    output, _ = first_run
+    part = next((output / "features").glob("*.parquet"))
+    row_group = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {
+        row_group.column(i).path_in_schema: set(row_group.column(i).encodings)
+        for i in range(row_group.num_columns)
+    }
+    for column in ("features.list.element", "pca.list.element"):
+        assert not encodings[column] & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}, encodings
+    assert encodings["label"] & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}  # strings keep it
+
+
 def test_summary_file_matches_returned_summary(first_run):
     output, summary = first_run
     on_disk = json.loads((output / "summary.json").read_text())
