@@ -126,3 +126,15 @@ def test_options_derive_from_the_config_fields_and_show_their_default():
     }
     for action in options:
         assert action.dest == "help" or "(default: " in action.help, action.option_strings
+
+
+def test_the_cli_starts_without_importing_the_aws_sdk():
+    """Every ``fruitspark run`` imports the CLI; boto3 (half a second) waits for a cloud command."""
+    code = (
+        "import sys, fruitspark.cli; "
+        "print(sorted(m for m in ('boto3', 'botocore.config') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
