@@ -20,3 +20,13 @@ def test_local_jvm_stops_the_jit_at_c1_unless_told(monkeypatch):
     assert "log4j2.configurationFile" in _java_options(monkeypatch, None)
     assert session.JVM_OPTIONS not in _java_options(monkeypatch, "")
     assert _java_options(monkeypatch, "-Xss4m", log_level="INFO") == "-Xss4m"
+
+
+def test_local_session_lowers_case_without_icu(monkeypatch):
+    """ICU's case mapping costs a fixed ~1.5 s of JVM CPU; a caller's conf still wins."""
+    builder = session._local_builder("local[1]", "test", None, {})
+    assert builder._options["spark.sql.icu.caseMappings.enabled"] == "false"
+    mine = session._local_builder(
+        "local[1]", "t", None, {"spark.sql.icu.caseMappings.enabled": "true"}
+    )
+    assert mine._options["spark.sql.icu.caseMappings.enabled"] == "true"
