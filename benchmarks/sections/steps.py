@@ -1,65 +1,60 @@
-"""Per-step CPU ms per image outside the model, before and after issue 11, default descriptor.
+"""Per-step CPU ms per image outside the model, before and after, default descriptor.
 
-Python steps are timed in this process on the same images, before and after in alternating
-rounds (median of the rounds), so a shared machine slows both alike. "Before" is the code as it
-was: Pillow decoding every JPEG and the colour histogram's arithmetic binning, kept here as the
-reference; "after" is the package's current ``decode_image`` and ``colour_histogram``. The JVM's
-side (listing and reading files, Arrow to and from Python, Parquet) cannot be timed per step from
-Python: it is the run's CPU outside the Python workers, per image, from a ``fruitspark run`` of
-the same images in a fresh JVM (unchanged by issue 11, so the same in both columns).
+"Before" is HotSpot's default tiered JIT (C1 then C2) in the JVM; "after" stops it at C1
+(``session.JVM_OPTIONS``). The Python steps' code is unchanged (a flat-buffer features column
+measured no cheaper than the list conversion: about 1 us a row either way); they are timed in
+this process on the same images (median of the rounds).
+
+The JVM's CPU is measured by experiment, each in a fresh JVM (``benchmarks/jvm_probe.py``): the
+featurize stage's plan (binaryFile scan, ``mapInArrow``, persist + count) with one part swapped
+at a time, the first action (what a run's featurize stage pays, JIT warm-up included) apart from
+a second one in the same JVM, the JVM's CPU split by thread (JIT compilers, task threads, the
+driver's planning, GC). The step table's JVM total is the driver JVM's CPU while the Python
+workers were busy in a ``fruitspark run`` of the same images, before and after, as last time.
 """
 
 from __future__ import annotations
 
-import io
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
-from benchmarks.common import Context, cpu_ms_per_image, fruitspark_run, median, spread, table
-from fruitspark.decode import _draft_size, _upright, decode_image, to_rgb
+from benchmarks.common import (
+    Context,
+    cpu_ms_per_image,
+    fruitspark_run,
+    median,
+    run_python,
+    spread,
+    table,
+)
+from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, ImageResult, _to_batch, combine
 from fruitspark.model import embed, new_session, resolve_model
-from fruitspark.preprocess import (
-    COLOUR_BINS,
-    COLOUR_DIM,
-    COLOUR_SIDE,
-    colour_histogram,
-    resize_square,
-    to_tensor,
-)
+from fruitspark.preprocess import colour_histogram, resize_square, to_tensor
 
 TITLE = "Per-step CPU per image"
 SLOW = False
 ROUNDS = 5
 ROWS, BATCH = 64, 8  # the pipeline's Arrow batch and model batch
-
-
-def pillow_decode(data: bytes, min_side: int) -> Image.Image:
-    """Before: every image through Pillow (draft mode for big JPEGs), as decode_image was."""
-    image = Image.open(io.BytesIO(data))
-    if image.format in ("JPEG", "MPO"):
-        image.draft("RGB", _draft_size(*image.size, min_side))
-    image.load()
-    return to_rgb(_upright(image))
-
-
-def arithmetic_histogram(image: Image.Image) -> np.ndarray:
-    """Before: the colour histogram with per-pixel arithmetic binning (same bins as now)."""
-    small = image.copy()
-    small.thumbnail((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BILINEAR)
-    hsv = np.asarray(small.convert("HSV"), dtype=np.uint16).reshape(-1, 3)
-    foreground = ~((hsv[:, 1] < 0.12 * 256) & (hsv[:, 2] > 0.90 * 256))
-    if foreground.mean() >= 0.05:
-        hsv = hsv[foreground]
-    h, s, v = COLOUR_BINS
-    index = (hsv[:, 0] * h >> 8) * (s * v) + (hsv[:, 1] * s >> 8) * v + (hsv[:, 2] * v >> 8)
-    counts = np.bincount(index, minlength=COLOUR_DIM).astype(np.float32)
-    return counts / max(float(counts.sum()), 1.0)
+C1 = "-XX:TieredStopAtLevel=1"
+JIT = {"before": "", "after": C1}  # FRUITSPARK_JVM_OPTIONS of each side
+RUN_ROUNDS = 1  # the probes' real featurize, before and after, are the repeat
+# (name, variant, sink, JVM options): jvm_probe.probe's arguments, one fresh JVM each
+EXPERIMENTS = (
+    ("real featurize, C1+C2 JIT", "real", "cache_ser", ""),
+    ("real featurize, C1 only", "real", "cache_ser", C1),
+    ("constant features, no decode or model, C1+C2", "zeros", "cache_ser", ""),
+    ("constant features, C1 only", "zeros", "cache_ser", C1),
+    ("no features (nulls), C1 only", "null", "cache_ser", C1),
+    ("constant features, bytes read by Python not the JVM, C1", "paths-zeros", "cache_ser", C1),
+    ("constant features, noop sink instead of the cache, C1", "zeros", "noop", C1),
+)
+JVM_GROUPS = ("JIT compiler", "task threads", "driver calls", "GC", "other", "ended")
 
 
 def _ms(function: Callable, items: list) -> tuple[float, list]:
@@ -69,35 +64,33 @@ def _ms(function: Callable, items: list) -> tuple[float, list]:
 
 
 def python_steps(contents: list[bytes], spec) -> dict[str, dict[str, float]]:
-    """Median CPU ms per image of each Python step, before and after, in alternating rounds."""
+    """Median CPU ms per image of each Python step over ``ROUNDS`` rounds; unchanged code, so
+    the same figure before and after (a flat-buffer features column measured no cheaper)."""
     size, norm = spec.input_size, spec.normalisation
-    rounds: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    times: dict[str, list[float]] = {}
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     for _ in range(ROUNDS):
-        for when, decode, histogram in (
-            ("before", pillow_decode, arithmetic_histogram),
-            ("after", decode_image, colour_histogram),
-        ):
-            times = rounds[when]
-            ms, pictures = _ms(lambda data, d=decode: d(data, min_side=size), contents)
-            times.setdefault("decode", []).append(ms)
-            ms, squares = _ms(lambda p: resize_square(p, size), pictures)
-            times.setdefault("pad + resize", []).append(ms)
-            ms, tensors = _ms(lambda p: to_tensor(p, norm), squares)
-            times.setdefault("normalise", []).append(ms)
-            ms, colours = _ms(histogram, pictures)
-            times.setdefault("colour histogram", []).append(ms)
-            times.setdefault("Arrow in/out", []).append(_arrow_ms(contents, tensors, colours))
-            batches = [np.stack(tensors[i : i + BATCH]) for i in range(0, len(tensors), BATCH)]
-            ms, _ = _ms(lambda b: embed(session, spec, b), batches)
-            times.setdefault("model (for scale)", []).append(ms / BATCH)
-    return {when: {k: round(median(v), 3) for k, v in t.items()} for when, t in rounds.items()}
+        ms, pictures = _ms(lambda data: decode_image(data, min_side=size), contents)
+        times.setdefault("decode", []).append(ms)
+        ms, squares = _ms(lambda p: resize_square(p, size), pictures)
+        times.setdefault("pad + resize", []).append(ms)
+        ms, tensors = _ms(lambda p: to_tensor(p, norm), squares)
+        times.setdefault("normalise", []).append(ms)
+        ms, colours = _ms(colour_histogram, pictures)
+        times.setdefault("colour histogram", []).append(ms)
+        times.setdefault("Arrow in/out", []).append(_arrow_ms(contents, colours))
+        batches = [np.stack(tensors[i : i + BATCH]) for i in range(0, len(tensors), BATCH)]
+        ms, _ = _ms(lambda b: embed(session, spec, b), batches)
+        times.setdefault("model (for scale)", []).append(ms / BATCH)
+    return {
+        step: dict.fromkeys(("before", "after"), round(median(v), 3)) for step, v in times.items()
+    }
 
 
-def _arrow_ms(contents: list[bytes], tensors: list, colours: list) -> float:
-    """Bytes out of an Arrow batch and the result batch built, per image, in ROWS-row batches."""
+def _arrow_ms(contents: list[bytes], colours: list) -> float:
+    """Bytes out of an Arrow batch and the result batch built (``_to_batch``), per image."""
     options = FeaturizeOptions()
-    features = [combine(np.zeros(1280, np.float32), c, options) for c in colours]
+    features = [combine(np.zeros(2280, np.float32), c, options) for c in colours]
     start, rows = time.process_time(), len(contents)
     for first in range(0, rows, ROWS):
         chunk = contents[first : first + ROWS]
@@ -106,15 +99,54 @@ def _arrow_ms(contents: list[bytes], tensors: list, colours: list) -> float:
         )
         batch.column("content").to_pylist()
         results = [ImageResult(100, 100, f, None) for f in features[first : first + ROWS]]
-        schema = pa.schema([batch.schema.field("path"), *_result_fields()])
-        _to_batch(batch, schema, results, {})
+        _to_batch(batch, ["path"], results, {})
     return 1000 * (time.process_time() - start) / rows
 
 
-def _result_fields():
-    from fruitspark.featurize import RESULT_FIELDS
+def _runs(ctx: Context, tree: Path) -> dict[str, dict]:
+    """``fruitspark run`` of ``tree``, before and after (the JIT options), alternating."""
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    saved = os.environ.get("FRUITSPARK_JVM_OPTIONS")
+    try:
+        for _ in range(RUN_ROUNDS):
+            for when, options in JIT.items():
+                os.environ["FRUITSPARK_JVM_OPTIONS"] = options
+                run = fruitspark_run(ctx, tree, f"steps-{when}")
+                runs[when].append(
+                    {"window": cpu_ms_per_image(run, window=True), "whole": cpu_ms_per_image(run)}
+                )
+    finally:
+        if saved is None:
+            os.environ.pop("FRUITSPARK_JVM_OPTIONS", None)
+        else:
+            os.environ["FRUITSPARK_JVM_OPTIONS"] = saved
+    return {when: _median_roles(entries) for when, entries in runs.items()}
 
-    return RESULT_FIELDS
+
+def _median_roles(entries: list[dict]) -> dict:
+    """Per scope (window, whole run) and role, the median of the runs' CPU ms per image."""
+    out: dict[str, dict[str, float]] = {}
+    for scope in ("window", "whole"):
+        roles = {role for entry in entries for role in entry[scope]}
+        out[scope] = {
+            role: round(median([entry[scope].get(role, 0.0) for entry in entries]), 2)
+            for role in sorted(roles)
+        }
+    return out
+
+
+def experiments(ctx: Context, tree: Path) -> list[dict]:
+    """Every ``EXPERIMENTS`` row in its own fresh JVM: JVM and Python CPU ms per image of the
+    first action and of a second one, the JVM's split by thread group."""
+    rows = []
+    for name, variant, sink, java in EXPERIMENTS:
+        if ctx.quick and variant == "real" and java:
+            continue
+        probe = run_python(
+            ctx, "benchmarks.jvm_probe:probe", [str(tree), variant, sink, "64", "2", java], name
+        )
+        rows.append({"name": name, "variant": variant, "sink": sink, "java": java, **probe})
+    return rows
 
 
 def measure(ctx: Context) -> dict:
@@ -123,13 +155,14 @@ def measure(ctx: Context) -> dict:
     spec = resolve_model()
     steps = python_steps(contents, spec)
     run_files = spread(ctx.files(), 300 if ctx.quick else 1500)
-    run = fruitspark_run(ctx, ctx.input_tree(f"steps-{len(run_files)}", run_files), "steps")
-    featurizing = cpu_ms_per_image(run, window=True)
-    jvm = round(featurizing.get("driver JVM", 0.0), 3)
-    for when in ("before", "after"):
-        steps[when]["JVM: file reads, Arrow, Parquet (run)"] = jvm
+    tree = ctx.input_tree(f"steps-{len(run_files)}", run_files)
+    probes = experiments(ctx, tree)
+    runs = _runs(ctx, tree)
+    steps["JVM while featurizing (run)"] = {
+        when: runs[when]["window"].get("driver JVM", 0.0) for when in ("before", "after")
+    }
     outside = {
-        when: round(sum(v for k, v in steps[when].items() if not k.startswith("model")), 3)
+        when: round(sum(v[when] for k, v in steps.items() if not k.startswith("model")), 3)
         for when in ("before", "after")
     }
     return {
@@ -138,17 +171,29 @@ def measure(ctx: Context) -> dict:
         "model": f"{spec.model_id} {spec.precision}",
         "steps": steps,
         "outside_model_ms": outside,
-        "run_cpu_ms_per_image_featurizing": featurizing,
+        "runs": runs,
+        "experiments": probes,
     }
 
 
+def _jvm_split(runs: list[dict], index: int) -> list[str]:
+    """A probe's JVM ms per image of action ``index``, total then by thread group."""
+    if len(runs) <= index:
+        return ["-"] * (len(JVM_GROUPS) + 1)
+    ms = runs[index]["ms_per_image"]
+    groups = {group: sum(v for k, v in ms.items() if k.startswith(group)) for group in JVM_GROUPS}
+    return [f"{ms['jvm']:.2f}", *(f"{groups[g]:.2f}" for g in JVM_GROUPS)]
+
+
 def render(result: dict) -> str:
-    before, after = result["steps"]["before"], result["steps"]["after"]
+    steps = result["steps"]
+    if set(steps) == {"before", "after"}:  # a result saved before the steps were keyed first
+        steps = {step: {w: steps[w].get(step, 0.0) for w in steps} for step in steps["before"]}
     rows = [
-        [step, f"{before[step]:.3f}", f"{after[step]:.3f}", f"{after[step] / before[step]:.2f}"]
-        for step in before
-        if before[step]
-    ]
+        [step, f"{sides['before']:.3f}", f"{sides['after']:.3f}",
+         f"{sides['after'] / sides['before']:.2f}" if sides["before"] else "-"]
+        for step, sides in steps.items()
+    ]  # fmt: skip
     total = result["outside_model_ms"]
     rows.append(
         [
@@ -158,11 +203,52 @@ def render(result: dict) -> str:
             f"**{total['after'] / total['before']:.2f}**",
         ]
     )
-    return (
-        f"CPU ms per image, default descriptor, model {result['model']}: Python steps on "
-        f"{result['images']} Fruits-360 images in this process, before and after in alternating "
-        f"rounds (median of {ROUNDS}); the JVM's share from a `fruitspark run` of "
-        f"{result['run_images']} images (driver JVM CPU while the workers were busy, per image; "
-        "the same code before and after). Shared machine: read the ratios.\n\n"
+    text = (
+        f"CPU ms per image, default descriptor, model {result['model']}. Python steps on "
+        f"{result['images']} Fruits-360 images in this process (median of {ROUNDS} rounds); "
+        f"the JVM from a `fruitspark run` of {result['run_images']} images in a fresh JVM, "
+        "driver JVM CPU while the Python workers were busy (local mode: the JVM is the "
+        "executor). Before: HotSpot's default JIT (C1 then C2); after: JIT stopped at C1; the "
+        "Python code is the same. Shared machine: read the ratios.\n\n"
         + table(["step", "before ms", "after ms", "after / before"], rows)
+    )
+    return text + "\n\n" + _render_experiments(result) + _render_runs(result)
+
+
+def _render_experiments(result: dict) -> str:
+    probes = result.get("experiments") or []
+    if not probes:
+        return ""
+    heads = ["JVM", *JVM_GROUPS]
+    rows = []
+    for probe in probes:
+        first, second = probe["runs"][0]["ms_per_image"], probe["runs"][-1]["ms_per_image"]
+        rows.append(
+            [probe["name"], *_jvm_split(probe["runs"], 0), _jvm_split(probe["runs"], 1)[0],
+             f"{first['python']:.2f}", f"{second['python']:.2f}"]
+        )  # fmt: skip
+    return (
+        f"Where the JVM's CPU goes, by experiment on {result['run_images']} images, one fresh "
+        "JVM each (`benchmarks/jvm_probe.py`): the featurize stage's plan with one part "
+        "swapped, ms per image of the first action (JIT warm-up included) by thread group, "
+        "then the JVM total of a second action in the same JVM, and Python's CPU of both "
+        "(listing the folder not included). *driver calls*: planning and code generation on "
+        "the driver's py4j thread; *ended*: threads gone before a sample saw them.\n\n"
+        + table(["plan", *(f"{h} 1st" for h in heads), "JVM 2nd", "Python 1st", "Python 2nd"], rows)
+    )
+
+
+def _render_runs(result: dict) -> str:
+    runs = result.get("runs")
+    if not runs:
+        return ""
+    roles = sorted({role for side in runs.values() for role in side["whole"]})
+    rows = [
+        [role, *(f"{runs[w][s].get(role, 0.0):.2f}" for s in ("window", "whole") for w in JIT)]
+        for role in roles
+    ]
+    heads = ["role", "featurizing before", "featurizing after", "whole before", "whole after"]
+    return (
+        "\n\nThe `fruitspark run`s (median of the runs), CPU ms per image by process role, "
+        "while the Python workers were busy and over the whole run:\n\n" + table(heads, rows)
     )

@@ -13,6 +13,16 @@ from pathlib import Path
 DEFAULT_MASTER = "local[*,4]"  # all cores; a failed task is retried up to 4 times, as on a cluster
 QUIET_LOGGERS = ("py4j", "pyspark")
 LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
+# HotSpot's optimising compiler (C2) spent about 14 s of CPU compiling Spark's code in a
+# 1,500-image run, more than all the JVM's per-image work; stopping at C1 costs about 1 s and its
+# code is barely slower here, where the JVM only moves bytes (benchmarks/sections/steps.py).
+# FRUITSPARK_JVM_OPTIONS replaces these (empty: the JVM's defaults).
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# Spark 4's lower() maps case through ICU by default, whose first use loads break-iterator rules
+# and dictionaries: about 1 ms per image of JVM CPU in a 1,500-image featurize stage (the split
+# column, sources.split_expr). Its input is ASCII split names, which the JVM's mapping lowers
+# the same. Only in sessions made here; an unknown key on Spark 3.5.
+LOCAL_CONF = {"spark.sql.icu.caseMappings.enabled": "false"}
 
 
 def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
@@ -55,11 +65,13 @@ def _local_builder(master: str | None, app_name: str, log_level: str | None, con
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g"))
     )
+    java = os.environ.get("FRUITSPARK_JVM_OPTIONS", JVM_OPTIONS)
     if not log_level:
-        quiet = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
-        builder = builder.config("spark.driver.extraJavaOptions", quiet).config(
-            "spark.executor.extraJavaOptions", quiet
+        java = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {java}".strip()
+    if java:
+        builder = builder.config("spark.driver.extraJavaOptions", java).config(
+            "spark.executor.extraJavaOptions", java
         )
-    for key, value in conf.items():
+    for key, value in {**LOCAL_CONF, **conf}.items():
         builder = builder.config(key, value)
     return builder
