@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import DATA
 
-from fruitspark.evaluate import EvaluateOptions, evaluate
+from fruitspark.evaluate import EvaluateOptions, evaluate, folded
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
 from fruitspark.model import new_session, resolve_model
@@ -140,3 +141,42 @@ def test_predict_reports_the_fruit_summed_over_its_classes(mixed):
     (answer,) = predict(str(output), [str(photo)], top_k=3)
     assert answer.error is None and answer.fruits[0] == "Banana"
     assert answer.fruit_probabilities[0] >= answer.probabilities[0] - 1e-9
+
+
+def test_folded_coefficients_give_the_scaled_models_logits():
+    rng = np.random.default_rng(1)
+    x, mean, std = rng.normal(size=(5, 6)), rng.normal(size=6), rng.uniform(0.5, 2, size=6)
+    std[2] = 0.0  # a constant column: Spark's StandardScaler makes it 0
+    scale = np.array([1, 1, 1, 1, 3, 3.0])  # a boosted block
+    weights, intercepts = rng.normal(size=(4, 6)), rng.normal(size=4)
+    scaled = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1), 0) * scale
+    w, b = folded(mean, std, scale, weights, intercepts)
+    np.testing.assert_allclose(x @ w.T + b, scaled @ weights.T + intercepts, atol=1e-12)
+
+
+def test_both_inputs_with_a_colour_boost_predict_the_batch_numbers(spark, mixed, tmp_path):
+    """raw + PCA side by side, the colour block boosted: predict (numpy, folded coefficients)
+    gives the probabilities of the Spark pipeline (scaler, boost, logistic regression)."""
+    output = tmp_path / "out"
+    shutil.copytree(mixed[0], output)
+    options = EvaluateOptions(
+        features=("both",), reg_params=(1e-2,), class_weights=("none",), colour_boost=(4.0,),
+        label_map="fruits", label_depth=2,
+    )  # fmt: skip
+    scores = evaluate(str(output), spark, options)
+    assert scores["model_selection"]["chosen"]["features"] == "both"
+    assert scores["trained_on"]["colour_boost"] == 4.0
+    batch = {row["path"]: row for row in pq.read_table(output / "predictions").to_pylist()}
+    labels = [str(name) for name in np.load(output / "classifier.npz")["labels"]]
+    paths = sorted(batch)[::6]
+    answers = predict(str(output), [path.removeprefix("file:") for path in paths], top_k=3)
+    for path, answer in zip(paths, answers, strict=True):
+        assert answer.error is None and answer.labels[0] == batch[path]["predicted"]
+        expected = dict(zip(labels, batch[path]["probabilities"], strict=True))
+        for label, probability in zip(answer.labels, answer.probabilities, strict=True):
+            assert probability == pytest.approx(expected[label], abs=1e-4)
+
+
+def test_a_colour_boost_must_be_positive():
+    with pytest.raises(ValueError, match="colour boosts"):
+        EvaluateOptions(colour_boost=(0.0,))
