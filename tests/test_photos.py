@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DATA
 
-from fruitspark.evaluate import EvaluateOptions, evaluate, folded
+from fruitspark.evaluate import EvaluateOptions, by_input, evaluate, folded
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
 from fruitspark.model import new_session, resolve_model
@@ -133,6 +133,10 @@ def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
     assert fruit["tested"] == 24 and set(fruit["per_class"]) == {"Apple", "Banana", "Kiwi", "Lemon"}
     assert fruit["top1"] >= 0.75  # chance is 0.25
     assert scores["tested_on"]["images"] == 16 + 6 + 2  # fine classes Banana, Lemon… exist too
+    parts = on_disk["by_input"]  # the Fruits-360 folder, grocery val, the manifest ("other")
+    assert sorted(part["images"] for part in parts.values()) == [2, 6, 16]
+    assert parts["other"]["images"] == 2
+    assert sum(part["fruit_tested"] for part in parts.values()) == fruit["tested"]
 
 
 def test_predict_reports_the_fruit_summed_over_its_classes(mixed):
@@ -180,3 +184,15 @@ def test_both_inputs_with_a_colour_boost_predict_the_batch_numbers(spark, mixed,
 def test_a_colour_boost_must_be_positive():
     with pytest.raises(ValueError, match="colour boosts"):
         EvaluateOptions(colour_boost=(0.0,))
+
+
+def test_each_test_image_counts_for_the_deepest_input_folder_that_holds_it():
+    rows = [("file:/d/a/x.jpg", 0, 0), ("file:/d/a/b/y.jpg", 1, None), ("/m/z.jpg", None, 0)]
+    parts = by_input(rows, ["/d/a", "/d/a/b@test", "/m/list.csv"])
+    assert parts["/d/a"] == {
+        "images": 1, "tested": 1, "top1": 1.0, "fruit_tested": 1, "fruit_top1": 1.0
+    }  # fmt: skip
+    assert parts["/d/a/b@test"]["top1"] == 0.0 and parts["/d/a/b@test"]["fruit_top1"] is None
+    assert parts["other"] == {
+        "images": 1, "tested": 0, "top1": None, "fruit_tested": 1, "fruit_top1": 1.0
+    }  # fmt: skip
