@@ -124,7 +124,9 @@ def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
     output, _, scores = mixed
     on_disk = json.loads((output / "evaluation.json").read_text())
     grid = on_disk["model_selection"]["grid"]
-    assert len(grid) == 4 and {row["features"] for row in grid} == {"pca", "features"}
+    assert len(grid) == 2 + 4 and {row["features"] for row in grid} == {"pca", "features"}
+    boosts = {(row["features"], row["colour_boost"]) for row in grid}  # pca has no colour block
+    assert boosts == {("pca", 1.0), ("features", 1.0), ("features", 2.0)}
     best = max(grid, key=lambda row: row["cv_accuracy"])
     assert on_disk["model_selection"]["chosen"] == best
     assert scores["trained_on"]["images"] == 32 + 16

@@ -43,7 +43,7 @@ class EvaluateOptions:
     )
     colour_boost: tuple[float, ...] = _help(
         "weights of the colour block after standardisation (raw and both inputs), candidates",
-        (2.0,),
+        (1.0, 2.0),
     )
     reg_params: tuple[float, ...] = _help("regParam candidates", (1e-5, 1e-4, 1e-3, 1e-2))
     class_weights: tuple[str, ...] = _help("class weightings: none, balanced", ("none", "balanced"))
