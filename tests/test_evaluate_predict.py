@@ -93,7 +93,8 @@ def test_pca_of_predict_equals_the_batch_pca(evaluated, subset):
 
     output, _ = evaluated
     row = pq.read_table(output / "features").to_pylist()[0]
-    spec = resolve_model()
+    made = json.loads((output / "summary.json").read_text())["model"]
+    spec = resolve_model(precision=made["precision"])  # the run's: int8 by default
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     with open(row["path"].removeprefix("file:"), "rb") as stream:
         (result,) = describe_images([stream.read()], session, spec, FeaturizeOptions())

@@ -173,6 +173,7 @@ def test_pipeline_runs_a_user_onnx_model(spark, subset, tmp_path):
         spark,
     )
     assert summary.model.id == "tiny" and summary.model.feature_dim == 4
+    assert summary.model.precision == "fp32"  # the default int8 is for built-in models only
     rows = pq.read_table(tmp_path / "out" / "features", columns=["features", "pca"]).to_pylist()
     assert len(rows) == 48
     assert all(len(row["features"]) == 4 and len(row["pca"]) == 2 for row in rows)

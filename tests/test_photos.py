@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import DATA
 
-from fruitspark.evaluate import EvaluateOptions, evaluate
+from fruitspark.evaluate import EvaluateOptions, by_input, evaluate, folded
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
 from fruitspark.model import new_session, resolve_model
@@ -123,7 +124,9 @@ def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
     output, _, scores = mixed
     on_disk = json.loads((output / "evaluation.json").read_text())
     grid = on_disk["model_selection"]["grid"]
-    assert len(grid) == 4 and {row["features"] for row in grid} == {"pca", "features"}
+    assert len(grid) == 2 + 4 and {row["features"] for row in grid} == {"pca", "features"}
+    boosts = {(row["features"], row["colour_boost"]) for row in grid}  # pca has no colour block
+    assert boosts == {("pca", 1.0), ("features", 1.0), ("features", 2.0)}
     best = max(grid, key=lambda row: row["cv_accuracy"])
     assert on_disk["model_selection"]["chosen"] == best
     assert scores["trained_on"]["images"] == 32 + 16
@@ -132,6 +135,10 @@ def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
     assert fruit["tested"] == 24 and set(fruit["per_class"]) == {"Apple", "Banana", "Kiwi", "Lemon"}
     assert fruit["top1"] >= 0.75  # chance is 0.25
     assert scores["tested_on"]["images"] == 16 + 6 + 2  # fine classes Banana, Lemon… exist too
+    parts = on_disk["by_input"]  # the Fruits-360 folder, grocery val, the manifest ("other")
+    assert sorted(part["images"] for part in parts.values()) == [2, 6, 16]
+    assert parts["other"]["images"] == 2
+    assert sum(part["fruit_tested"] for part in parts.values()) == fruit["tested"]
 
 
 def test_predict_reports_the_fruit_summed_over_its_classes(mixed):
@@ -140,3 +147,54 @@ def test_predict_reports_the_fruit_summed_over_its_classes(mixed):
     (answer,) = predict(str(output), [str(photo)], top_k=3)
     assert answer.error is None and answer.fruits[0] == "Banana"
     assert answer.fruit_probabilities[0] >= answer.probabilities[0] - 1e-9
+
+
+def test_folded_coefficients_give_the_scaled_models_logits():
+    rng = np.random.default_rng(1)
+    x, mean, std = rng.normal(size=(5, 6)), rng.normal(size=6), rng.uniform(0.5, 2, size=6)
+    std[2] = 0.0  # a constant column: Spark's StandardScaler makes it 0
+    scale = np.array([1, 1, 1, 1, 3, 3.0])  # a boosted block
+    weights, intercepts = rng.normal(size=(4, 6)), rng.normal(size=4)
+    scaled = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1), 0) * scale
+    w, b = folded(mean, std, scale, weights, intercepts)
+    np.testing.assert_allclose(x @ w.T + b, scaled @ weights.T + intercepts, atol=1e-12)
+
+
+def test_both_inputs_with_a_colour_boost_predict_the_batch_numbers(spark, mixed, tmp_path):
+    """raw + PCA side by side, the colour block boosted: predict (numpy, folded coefficients)
+    gives the probabilities of the Spark pipeline (scaler, boost, logistic regression)."""
+    output = tmp_path / "out"
+    shutil.copytree(mixed[0], output)
+    options = EvaluateOptions(
+        features=("both",), reg_params=(1e-2,), class_weights=("none",), colour_boost=(4.0,),
+        label_map="fruits", label_depth=2,
+    )  # fmt: skip
+    scores = evaluate(str(output), spark, options)
+    assert scores["model_selection"]["chosen"]["features"] == "both"
+    assert scores["trained_on"]["colour_boost"] == 4.0
+    batch = {row["path"]: row for row in pq.read_table(output / "predictions").to_pylist()}
+    labels = [str(name) for name in np.load(output / "classifier.npz")["labels"]]
+    paths = sorted(batch)[::6]
+    answers = predict(str(output), [path.removeprefix("file:") for path in paths], top_k=3)
+    for path, answer in zip(paths, answers, strict=True):
+        assert answer.error is None and answer.labels[0] == batch[path]["predicted"]
+        expected = dict(zip(labels, batch[path]["probabilities"], strict=True))
+        for label, probability in zip(answer.labels, answer.probabilities, strict=True):
+            assert probability == pytest.approx(expected[label], abs=1e-4)
+
+
+def test_a_colour_boost_must_be_positive():
+    with pytest.raises(ValueError, match="colour boosts"):
+        EvaluateOptions(colour_boost=(0.0,))
+
+
+def test_each_test_image_counts_for_the_deepest_input_folder_that_holds_it():
+    rows = [("file:/d/a/x.jpg", 0, 0), ("file:/d/a/b/y.jpg", 1, None), ("/m/z.jpg", None, 0)]
+    parts = by_input(rows, ["/d/a", "/d/a/b@test", "/m/list.csv"])
+    assert parts["/d/a"] == {
+        "images": 1, "tested": 1, "top1": 1.0, "fruit_tested": 1, "fruit_top1": 1.0
+    }  # fmt: skip
+    assert parts["/d/a/b@test"]["top1"] == 0.0 and parts["/d/a/b@test"]["fruit_top1"] is None
+    assert parts["other"] == {
+        "images": 1, "tested": 0, "top1": None, "fruit_tested": 1, "fruit_top1": 1.0
+    }  # fmt: skip

@@ -45,6 +45,7 @@ def test_every_image_is_featurised_once_with_label_and_split(first_run, subset):
         assert len(row["features"]) == summary.model.feature_dim == 1280 + 1000 + 288
         assert len(row["pca"]) == k and row["error"] is None
     assert sum(summary.pca.explained_variance[:k]) >= 0.95
+    assert summary.model.precision == "int8"  # model.DEFAULT_PRECISION for a built-in model
     assert (output / "summary.json").exists() and (output / "report.html").exists()
     assert not (output / "_staging").exists()
 

@@ -201,6 +201,8 @@ def measure(ctx=None, folds: int | None = None, configs=None, every: int = 1) ->
                     100 * float(np.mean([h[0] for h in hits])), 2
                 )
                 row[f"{dataset}_{label}_errors"] = int(sum(h[1] for h in hits))
+                if dataset == "fruits360":
+                    row[f"{dataset}_{label}_top1_by_fold"] = [round(100 * h[0], 2) for h in hits]
         rows.append(row)
     return {
         "images": {
@@ -242,6 +244,15 @@ def render(result: dict) -> str:
             f"{r['fruits360_default_top1']:.2f} / {r['fruits360_cnn_top1']:.2f} | "
             f"{r['grocery_default_top1']:.1f} / {r['grocery_cnn_top1']:.1f} | {r['onnx_mb']} |"
         )
+    folds = [r for r in result["rows"] if r.get("fruits360_default_top1_by_fold")]
+    if folds:
+        lines += ["", "Fruits-360 top-1 per fold, default descriptor:"]
+        lines += [
+            f"{r['model']} {r['precision']} "
+            + ", ".join(f"{v:.2f}" for v in r["fruits360_default_top1_by_fold"])
+            for r in folds
+        ]
+        lines[-len(folds) :] = [f"- {line}" for line in lines[-len(folds) :]]
     return "\n".join(lines) + "\n"
 
 

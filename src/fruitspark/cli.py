@@ -148,6 +148,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
         fruit = scores["fruit_level"]
         print(f"Fruit top-1 {_score(fruit['top1'])}  top-5 {_score(fruit['top5'])}", end=" ")
         print(f"on {fruit['tested']} images, {len(fruit['per_class'])} fruits")
+    for name, part in scores.get("by_input", {}).items():
+        print(
+            f"  {name}: top-1 {_score(part['top1'])} on {part['tested']}, fruit top-1 "
+            f"{_score(part['fruit_top1'])} on {part['fruit_tested']} of {part['images']} images"
+        )
     for pair in scores["confused_pairs"][:5]:
         print(f"  {pair['count']:>3} x {pair['true']} taken for {pair['predicted']}")
     print(f"Details: {args.output}/evaluation.json  Report: {report}")

@@ -24,7 +24,7 @@ from fruitspark.progress import tracked
 
 MAX_MISCLASSIFIED = 48
 WORST_CLASSES = 12
-VECTORS = {"pca": "pca_vector", "features": "raw_vector"}
+VECTORS = {"pca": "pca_vector", "features": "raw_vector", "both": "both_vector"}
 WEIGHTS = {"none": "unit_weight", "balanced": "balanced_weight"}
 FILE_RUN = 10  # consecutive file numbers kept in one fold
 
@@ -38,7 +38,12 @@ class EvaluateOptions:
     """The grid cross-validation chooses from (benchmarks/quality.py), and the label level."""
 
     features: tuple[str, ...] = _help(
-        "inputs to choose from: pca, features (raw)", ("pca", "features")
+        "inputs to choose from: pca, features (raw), both (raw and pca side by side)",
+        ("pca", "features", "both"),
+    )
+    colour_boost: tuple[float, ...] = _help(
+        "weights of the colour block after standardisation (raw and both inputs), candidates",
+        (1.0, 2.0),
     )
     reg_params: tuple[float, ...] = _help("regParam candidates", (1e-5, 1e-4, 1e-3, 1e-2))
     class_weights: tuple[str, ...] = _help("class weightings: none, balanced", ("none", "balanced"))
@@ -56,6 +61,8 @@ class EvaluateOptions:
             raise ValueError(f"class weights must be among {sorted(WEIGHTS)}")
         if self.folds < 2 or not self.reg_params or min(self.reg_params) < 0:
             raise ValueError("need folds >= 2 and reg params >= 0")
+        if not self.colour_boost or min(self.colour_boost) <= 0:
+            raise ValueError("colour boosts must be > 0")
         if self.label_depth is not None and self.label_depth < 1:
             raise ValueError("label depth counts from 1 (the first folder below train/)")
 
@@ -112,6 +119,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     from fruitspark.output import OutputError
     from fruitspark.session import spark_session
     from fruitspark.storage import Storage
+    from fruitspark.summary import load as load_summary
 
     options = options or EvaluateOptions()
     label_map = load_label_map(options.label_map) if options.label_map else None
@@ -119,7 +127,9 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     storage = Storage(spark, output)
     if not storage.exists(SUMMARY):
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
+    described = load_summary(storage.read_bytes(SUMMARY))
     rows = _rows(spark, storage, coarse_label_expr(label_map, options.label_depth))
+    widths = _widths(described)
     train = rows.where(F.col("split") == "train")
     indexer = StringIndexer(inputCol="label", outputCol="target", stringOrderType="alphabetAsc")
     indexer = indexer.fit(train)  # test images of other classes are scored by name, not indexed
@@ -134,7 +144,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
             "(folders named Training/train and Test/test) to evaluate"
         )
     train, folds = _with_weights_and_folds(indexer.transform(train), options.folds)
-    classifier, selection = _cross_validate(train.cache(), replace(options, folds=folds))
+    classifier, selection = _cross_validate(train.cache(), replace(options, folds=folds), widths)
     predictions = _predictions(classifier, test, labels, fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
     predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
@@ -147,6 +157,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
             "images": train.count(),
             "classes": len(labels),
             "features": selection["chosen"]["features"],
+            "colour_boost": selection["chosen"]["colour_boost"],
             "classifier": "multinomial logistic regression (Spark ML), standardised",
             "reg_param": selection["chosen"]["reg_param"],
             "class_weight": selection["chosen"]["class_weight"],
@@ -158,6 +169,11 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
         },
         "model_selection": selection,
     }
+    collected = predictions.select("path", "rank", "fruit_rank").collect()
+    report["by_input"] = by_input(
+        [(row["path"], row["rank"], row["fruit_rank"]) for row in collected],
+        [described.input, *described.extra_inputs],
+    )
     if label_map or options.label_depth:
         fruits = sorted(set(fruit_of))
         report["fruit_level"] = _level(
@@ -181,8 +197,43 @@ def _rows(spark, storage, fruit_expr):
         .where(F.col("pca").isNotNull() & F.col("features").isNotNull())
         .withColumn(VECTORS["pca"], array_to_vector("pca"))
         .withColumn(VECTORS["features"], array_to_vector("features"))
+        .withColumn(VECTORS["both"], array_to_vector(F.concat("features", "pca")))
         .withColumn("fruit", fruit_expr)
     )
+
+
+def by_input(rows: list[tuple[str, int | None, int | None]], inputs: list[str]) -> dict:
+    """Top-1 per input of the run over its test images, fine and fruit level (the overall
+    numbers mix them: Fruits-360's Test and shop photos are different questions). An image
+    counts for the deepest folder input that holds it, else for ``other`` (a manifest's)."""
+    from fruitspark.sources import InputSpec, local_path_of
+
+    folders = []
+    for text in inputs:
+        spec = InputSpec.parse(text)
+        if not spec.is_manifest:
+            folders.append((text, (local_path_of(spec.uri) or spec.uri).rstrip("/") + "/"))
+    counts: dict[str, list[int]] = {}
+    for path, rank, fruit_rank in rows:
+        local = local_path_of(path) or path
+        holders = [(len(root), text) for text, root in folders if local.startswith(root)]
+        owner = max(holders)[1] if holders else "other"
+        entry = counts.setdefault(owner, [0, 0, 0, 0, 0])  # images, fine n/hits, fruit n/hits
+        entry[0] += 1
+        for offset, value in ((1, rank), (3, fruit_rank)):
+            if value is not None:
+                entry[offset] += 1
+                entry[offset + 1] += value == 0
+    return {
+        name: {
+            "images": n,
+            "tested": fine,
+            "top1": hits / fine if fine else None,
+            "fruit_tested": fruits,
+            "fruit_top1": fruit_hits / fruits if fruits else None,
+        }
+        for name, (n, fine, hits, fruits, fruit_hits) in counts.items()
+    }
 
 
 def _with_weights_and_folds(train, folds: int):
@@ -230,58 +281,102 @@ def _with_weights_and_folds(train, folds: int):
     return weighted.join(dealt, ["label", "run"]).drop("run"), folds
 
 
-def _cross_validate(train, options: EvaluateOptions):
-    """The grid's k-fold accuracy, fitted ``parallelism`` models at a time; the best refitted."""
+def _widths(described) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """Per input: its width, and the colour block's columns in it (the last COLOUR_DIM values of
+    the raw features when the descriptor has both blocks; None when it has no colour)."""
+    from fruitspark.preprocess import COLOUR_DIM
+
+    raw, k = described.model.feature_dim, described.pca.k
+    colour = {"both": (raw - COLOUR_DIM, raw), "colour": (0, raw)}.get(described.model.descriptor)
+    return {"features": (raw, colour), "pca": (k, None), "both": (raw + k, colour)}
+
+
+def _boost_vector(width: int, colour: tuple[int, int] | None, boost: float):
+    from pyspark.ml.linalg import Vectors
+
+    scale = np.ones(width)
+    if colour is not None:
+        scale[colour[0] : colour[1]] = boost
+    return Vectors.dense(scale)
+
+
+def _cross_validate(train, options: EvaluateOptions, widths: dict):
+    """The grid's k-fold accuracy, fitted ``parallelism`` models at a time; the best refitted.
+
+    Each candidate standardises its input (fitted on the fold's train rows), multiplies the colour
+    block by its boost, then fits the logistic regression without further standardisation: with
+    a boost of 1 this is Spark ML's ``standardization=True`` objective; a boost b > 1 makes the
+    colour columns b^2 times cheaper to use under the L2 penalty (Fruits-360's varieties differ in
+    colour, which real photos do not need as much).
+    """
+    from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+    from pyspark.ml.feature import ElementwiseProduct, StandardScaler
+    from pyspark.ml.tuning import CrossValidator
 
+    scaler = StandardScaler(withMean=True, withStd=True, outputCol="scaled")
+    booster = ElementwiseProduct(inputCol="scaled", outputCol="boosted")
     estimator = LogisticRegression(
+        featuresCol="boosted",
         labelCol="target",
         family="multinomial",
         elasticNetParam=0.0,
         maxIter=options.max_iter,
-        standardization=True,
+        standardization=False,
     )
-    names = {value: key for key, value in {**VECTORS, **WEIGHTS}.items()}
-    grid = (
-        ParamGridBuilder()
-        .addGrid(estimator.featuresCol, [VECTORS[name] for name in options.features])
-        .addGrid(estimator.regParam, [float(value) for value in options.reg_params])
-        .addGrid(estimator.weightCol, [WEIGHTS[name] for name in options.class_weights])
-        .build()
-    )
+    pipeline = Pipeline(stages=[scaler, booster, estimator])
+    candidates, grid = [], []
+    for name in options.features:
+        width, colour = widths[name]
+        boosts = options.colour_boost if colour is not None else (1.0,)
+        for boost in dict.fromkeys(float(value) for value in boosts):
+            for reg_param in options.reg_params:
+                for weight in options.class_weights:
+                    candidates.append(
+                        {
+                            "features": name,
+                            "colour_boost": boost,
+                            "reg_param": float(reg_param),
+                            "class_weight": weight,
+                        }
+                    )
+                    grid.append(
+                        {
+                            scaler.inputCol: VECTORS[name],
+                            booster.scalingVec: _boost_vector(width, colour, boost),
+                            estimator.regParam: float(reg_param),
+                            estimator.weightCol: WEIGHTS[weight],
+                        }
+                    )
+    if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
+        model = pipeline.fit(train, grid[0])
+        chosen = {**candidates[0], "cv_accuracy": None}
+        return model, {"folds": options.folds, "metric": "accuracy", "grid": [], "chosen": chosen}
     validator = CrossValidator(
-        estimator=estimator,
+        estimator=pipeline,
         estimatorParamMaps=grid,
         evaluator=MulticlassClassificationEvaluator(labelCol="target", metricName="accuracy"),
         numFolds=options.folds,
         foldCol="fold",
         parallelism=options.parallelism,
     )
-    if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
-        only = grid[0]
-        model = estimator.copy(only).fit(train)
-        chosen = {
-            "features": names[only[estimator.featuresCol]],
-            "reg_param": only[estimator.regParam],
-            "class_weight": names[only[estimator.weightCol]],
-            "cv_accuracy": None,
-        }
-        return model, {"folds": options.folds, "metric": "accuracy", "grid": [], "chosen": chosen}
     fitted = validator.fit(train)
     scored = [
-        {
-            "features": names[params[estimator.featuresCol]],
-            "reg_param": params[estimator.regParam],
-            "class_weight": names[params[estimator.weightCol]],
-            "cv_accuracy": float(metric),
-        }
-        for params, metric in zip(grid, fitted.avgMetrics, strict=True)
+        {**candidate, "cv_accuracy": float(metric)}
+        for candidate, metric in zip(candidates, fitted.avgMetrics, strict=True)
     ]
     best = max(range(len(scored)), key=lambda index: scored[index]["cv_accuracy"])
     selection = {"folds": options.folds, "metric": "accuracy", "grid": scored}
     return fitted.bestModel, {**selection, "chosen": scored[best]}
+
+
+def folded(mean, std, scale, coefficients, intercepts) -> tuple[np.ndarray, np.ndarray]:
+    """The same logits on the unscaled input: W ((x - mean) / std * scale) + b = W' x + b'
+    (a column of zero std is 0 after Spark's StandardScaler, so it gets no weight)."""
+    per_column = np.asarray(scale, np.float64) / np.where(std > 0, std, np.inf)
+    weights = np.asarray(coefficients, np.float64) * per_column
+    return weights, np.asarray(intercepts, np.float64) - weights @ np.asarray(mean, np.float64)
 
 
 def _predictions(classifier, test, labels: list[str], fruit_of: list[str]):
@@ -372,13 +467,22 @@ def _misclassified(predictions) -> list[dict]:
 
 
 def _save(storage, classifier, labels: list[str], fruit_of: list[str], features: str) -> None:
-    """The Spark model, and its parameters for ``predict`` (no Spark): one fruit per class."""
+    """The Spark model (a PipelineModel: scaler, colour boost, logistic regression), and its
+    parameters folded onto the unscaled input for ``predict`` (no Spark): one fruit per class."""
     classifier.write().overwrite().save(storage.uri(CLASSIFIER))
+    scaler, booster, model = classifier.stages
+    coefficients, intercepts = folded(
+        scaler.mean.toArray(),
+        scaler.std.toArray(),
+        booster.getScalingVec().toArray(),
+        model.coefficientMatrix.toArray(),
+        model.interceptVector.toArray(),
+    )
     buffer = io.BytesIO()
     np.savez(
         buffer,
-        coefficients=classifier.coefficientMatrix.toArray(),
-        intercepts=classifier.interceptVector.toArray(),
+        coefficients=coefficients,
+        intercepts=intercepts,
         labels=np.array(labels),
         fruits=np.array(fruit_of),
         features=np.array(features),

@@ -34,6 +34,7 @@ from fruitspark.model import (
     DEFAULT_PRECISION,
     PRECISIONS,
     ModelSpec,
+    default_precision,
     resolve_model,
 )
 from fruitspark.output import OutputError, RunLock, account, check_output, commit
@@ -105,10 +106,13 @@ class RunConfig:
         default=DEFAULT_MODEL,
         metadata=_help(f"{', '.join(BUILT_IN)} or a .onnx file", group="model"),
     )
-    precision: str = field(
-        default=DEFAULT_PRECISION,
+    precision: str | None = field(
+        default=None,
         metadata=_help(
-            "built-in model's weights and arithmetic", group="model", choices=PRECISIONS
+            "built-in model's weights and arithmetic",
+            group="model",
+            choices=PRECISIONS,
+            default_text=f"{DEFAULT_PRECISION}; a .onnx file runs as is, fp32",
         ),
     )
     input_size: int | None = field(
@@ -302,7 +306,7 @@ def prepare(config: RunConfig) -> Prepared:
     started_at = datetime.now(timezone.utc)
     spec = resolve_model(
         config.model,
-        precision=config.precision,
+        precision=config.precision or default_precision(config.model),
         input_size=config.input_size,
         mean=config.mean,
         std=config.std,

@@ -81,8 +81,11 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
             predictions.append(Prediction(image, [], [], error))
             continue
         vector = result.features
+        reduced = project(vector, pca["mean"], pca["components"]).astype(np.float32)
         if str(classifier["features"]) == "pca":
-            vector = project(vector, pca["mean"], pca["components"]).astype(np.float32)
+            vector = reduced
+        elif str(classifier["features"]) == "both":
+            vector = np.concatenate([vector, reduced])
         order, probabilities = softmax_top_k(
             vector.astype(np.float64), classifier["coefficients"], classifier["intercepts"], None
         )
