@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fruitspark import sparkenv
 from fruitspark.layout import CLASSIFIER, CLASSIFIER_NPZ, EVALUATION, FEATURES, PREDICTIONS, SUMMARY
 from fruitspark.progress import tracked
 
@@ -144,7 +145,10 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
             "(folders named Training/train and Test/test) to evaluate"
         )
     train, folds = _with_weights_and_folds(indexer.transform(train), options.folds)
-    classifier, selection = _cross_validate(train.cache(), replace(options, folds=folds), widths)
+    # A task a core: the folds' shuffles leave ~200 partitions of a few dozen rows, and every
+    # solver iteration of every candidate would pay that many tasks
+    train = train.coalesce(max(1, sparkenv.parallelism(spark))).cache()
+    classifier, selection = _cross_validate(train, replace(options, folds=folds), widths)
     predictions = _predictions(classifier, test, labels, fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
     predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
