@@ -188,9 +188,10 @@ def test_a_colour_boost_must_be_positive():
         EvaluateOptions(colour_boost=(0.0,))
 
 
-def test_each_test_image_counts_for_the_deepest_input_folder_that_holds_it():
+def test_each_test_image_counts_for_the_deepest_input_folder_that_holds_it(spark):
     rows = [("file:/d/a/x.jpg", 0, 0), ("file:/d/a/b/y.jpg", 1, None), ("/m/z.jpg", None, 0)]
-    parts = by_input(rows, ["/d/a", "/d/a/b@test", "/m/list.csv"])
+    predictions = spark.createDataFrame(rows, "path string, rank int, fruit_rank int")
+    parts = by_input(predictions, ["/d/a", "/d/a/b@test", "/m/list.csv"])
     assert parts["/d/a"] == {
         "images": 1, "tested": 1, "top1": 1.0, "fruit_tested": 1, "fruit_top1": 1.0
     }  # fmt: skip

@@ -173,11 +173,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
         },
         "model_selection": selection,
     }
-    collected = predictions.select("path", "rank", "fruit_rank").collect()
-    report["by_input"] = by_input(
-        [(row["path"], row["rank"], row["fruit_rank"]) for row in collected],
-        [described.input, *described.extra_inputs],
-    )
+    report["by_input"] = by_input(predictions, [described.input, *described.extra_inputs])
     if label_map or options.label_depth:
         fruits = sorted(set(fruit_of))
         report["fruit_level"] = _level(
@@ -206,37 +202,41 @@ def _rows(spark, storage, fruit_expr):
     )
 
 
-def by_input(rows: list[tuple[str, int | None, int | None]], inputs: list[str]) -> dict:
-    """Top-1 per input of the run over its test images, fine and fruit level (the overall
-    numbers mix them: Fruits-360's Test and shop photos are different questions). An image
-    counts for the deepest folder input that holds it, else for ``other`` (a manifest's)."""
+def by_input(predictions, inputs: list[str]) -> dict:
+    """Top-1 per input of the run over its test images (``predictions``: path, rank, fruit_rank),
+    fine and fruit level (the overall numbers mix them: Fruits-360's Test and shop photos are
+    different questions); one aggregation in Spark. An image counts for the deepest folder input
+    that holds it, else for ``other`` (a manifest's)."""
+    from pyspark.sql import functions as F
+
     from fruitspark.sources import InputSpec, local_path_of
 
     folders = []
     for text in inputs:
         spec = InputSpec.parse(text)
         if not spec.is_manifest:
-            folders.append((text, (local_path_of(spec.uri) or spec.uri).rstrip("/") + "/"))
-    counts: dict[str, list[int]] = {}
-    for path, rank, fruit_rank in rows:
-        local = local_path_of(path) or path
-        holders = [(len(root), text) for text, root in folders if local.startswith(root)]
-        owner = max(holders)[1] if holders else "other"
-        entry = counts.setdefault(owner, [0, 0, 0, 0, 0])  # images, fine n/hits, fruit n/hits
-        entry[0] += 1
-        for offset, value in ((1, rank), (3, fruit_rank)):
-            if value is not None:
-                entry[offset] += 1
-                entry[offset + 1] += value == 0
+            folders.append(((local_path_of(spec.uri) or spec.uri).rstrip("/") + "/", text))
+    local = F.regexp_replace("path", "^file:/*", "/")  # as local_path_of, in Spark
+    owner = F.lit("other")
+    for root, text in sorted(folders, key=lambda folder: len(folder[0])):  # deepest wins
+        owner = F.when(local.startswith(root), F.lit(text)).otherwise(owner)
+    hits = {name: F.sum((F.col(name) == 0).cast("int")) for name in ("rank", "fruit_rank")}
+    groups = predictions.groupBy(owner.alias("owner")).agg(
+        F.count(F.lit(1)).alias("images"),
+        F.count("rank").alias("tested"),
+        hits["rank"].alias("hits"),
+        F.count("fruit_rank").alias("fruit_tested"),
+        hits["fruit_rank"].alias("fruit_hits"),
+    )
     return {
-        name: {
-            "images": n,
-            "tested": fine,
-            "top1": hits / fine if fine else None,
-            "fruit_tested": fruits,
-            "fruit_top1": fruit_hits / fruits if fruits else None,
+        row["owner"]: {
+            "images": row["images"],
+            "tested": row["tested"],
+            "top1": row["hits"] / row["tested"] if row["tested"] else None,
+            "fruit_tested": row["fruit_tested"],
+            "fruit_top1": row["fruit_hits"] / row["fruit_tested"] if row["fruit_tested"] else None,
         }
-        for name, (n, fine, hits, fruits, fruit_hits) in counts.items()
+        for row in groups.collect()
     }
 
 
