@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,31 @@ def spark():
 @pytest.fixture(scope="session")
 def subset(tmp_path_factory) -> Path:
     return copy_subset(tmp_path_factory.mktemp("fruits") / "fruits")
+
+
+def _jvm_exit_code() -> int | None:
+    """The exit status of the JVM that PySpark launched for this process, None while it runs."""
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark import SparkContext
+
+    process = getattr(getattr(SparkContext, "_gateway", None), "proc", None)
+    return process.poll() if process is not None else None
+
+
+JVM_DEATH = pytest.StashKey[str]()
+
+
+def pytest_runtest_teardown(item):
+    """Note the first test after which the session's JVM is found dead."""
+    status = _jvm_exit_code()
+    if status is not None and JVM_DEATH not in item.config.stash:
+        item.config.stash[JVM_DEATH] = f"status {status}, found after {item.nodeid}"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """A dead JVM makes every later Spark test fail with "connection refused": say how it ended
+    (a negative status is a signal, -9 e.g. the kernel's OOM killer; 52 is Spark's exit on an
+    OutOfMemoryError; 134 a crash, with an hs_err file), so that a CI log shows the cause."""
+    if JVM_DEATH in config.stash:
+        terminalreporter.write_line(f"the tests' Spark JVM exited: {config.stash[JVM_DEATH]}")
