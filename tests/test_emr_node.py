@@ -43,7 +43,9 @@ def test_run_evaluate_predict_in_an_emr_node_environment(tmp_path: Path) -> None
     summary = check_output(tmp_path / "out", labels)
     assert summary["spark"]["version"] == EMR_SPARK
 
-    evaluation = _in_node_env(python, "evaluate", "out", cwd=tmp_path)
+    small_grid = ["--features", "pca", "both", "--colour-boost", "1"]
+    small_grid += ["--reg-params", "1e-4", "0.01", "--class-weights", "none"]
+    evaluation = _in_node_env(python, "evaluate", "out", *small_grid, cwd=tmp_path)
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     scores = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert scores["tested_on"]["images"] == 9 and scores["top1"] > 1 / 3

@@ -46,12 +46,13 @@ CHECKED = 64  # paths whose features are compared with describe_images run here
 
 
 def venv_python(engine: str) -> str:
-    """The engine's venv interpreter, the venv created and filled first if it is missing."""
+    """The engine's venv interpreter: the venv created if it is missing, its requirements
+    installed every time (a no-op when they are there, a fix when the list has grown)."""
     python = VENVS / engine / "bin" / "python"
     if not python.exists():
         log(f"peers: creating {python.parent.parent} ({' '.join(ENGINES[engine])})")
         subprocess.run([sys.executable, "-m", "venv", str(python.parent.parent)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *ENGINES[engine]], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *ENGINES[engine]], check=True)
     return str(python)
 
 
