@@ -20,6 +20,9 @@ pytestmark = pytest.mark.slow
 
 def _in_node_env(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYSPARK", "SPARK"))}
+    # An EMR driver runs under YARN, which never writes the local class archive; here it would
+    # cost the first command a dump of this Spark's classes (test_class_archive covers it).
+    env["FRUITSPARK_CLASS_ARCHIVE"] = "off"
     return subprocess.run(
         [str(python), "-m", "fruitspark.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=900,

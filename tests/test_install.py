@@ -21,7 +21,9 @@ TEST_ONLY = ("torch", "playwright", "moto", "efficientnet-lite-pytorch", "scikit
 def _clean_env() -> dict[str, str]:
     """The caller's environment without what points at the developer's source or Python."""
     dropped = ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "VIRTUAL_ENV")
-    return {key: value for key, value in os.environ.items() if key not in dropped}
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    env["FRUITSPARK_CLASS_ARCHIVE"] = "off"  # its first dump would cost ~30 s (test_class_archive)
+    return env
 
 
 @pytest.mark.slow

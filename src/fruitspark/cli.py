@@ -245,7 +245,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def entry_point() -> int:
-    """The ``fruitspark`` command: :func:`main`, then the Spark session it started is stopped."""
+    """The ``fruitspark`` command: :func:`main`, then the Spark session it started is stopped;
+    the first time, its JVM's classes are kept for later starts (:mod:`.class_archive`)."""
+    from fruitspark import class_archive
+
+    class_archive.request_at_exit()
     try:
         return main()
     finally:
@@ -254,6 +258,7 @@ def entry_point() -> int:
         session = SparkSession.getActiveSession()
         if session is not None:
             session.stop()
+        class_archive.finish()
 
 
 if __name__ == "__main__":

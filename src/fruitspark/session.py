@@ -10,13 +10,16 @@ import os
 import sys
 from pathlib import Path
 
+from fruitspark import class_archive
+
 DEFAULT_MASTER = "local[*,4]"  # all cores; a failed task is retried up to 4 times, as on a cluster
 QUIET_LOGGERS = ("py4j", "pyspark")
 LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 # HotSpot's optimising compiler (C2) spent about 14 s of CPU compiling Spark's code in a
 # 1,500-image run, more than all the JVM's per-image work; stopping at C1 costs about 1 s and its
 # code is barely slower here, where the JVM only moves bytes (benchmarks/sections/steps.py).
-# FRUITSPARK_JVM_OPTIONS replaces these (empty: the JVM's defaults).
+# FRUITSPARK_JVM_OPTIONS replaces these (empty: the JVM's defaults), and turns off the driver's
+# class archive (fruitspark.class_archive: Spark's classes mapped from disk, seconds per start).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 # Spark 4's lower() maps case through ICU by default, whose first use loads break-iterator rules
 # and dictionaries: about 1 ms per image of JVM CPU in a 1,500-image featurize stage (the split
@@ -58,20 +61,23 @@ def _local_builder(master: str | None, app_name: str, log_level: str | None, con
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    memory = os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master or os.environ.get("FRUITSPARK_MASTER", DEFAULT_MASTER))
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("FRUITSPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.driver.memory", memory)
     )
-    java = os.environ.get("FRUITSPARK_JVM_OPTIONS", JVM_OPTIONS)
+    chosen = os.environ.get("FRUITSPARK_JVM_OPTIONS")
+    java = JVM_OPTIONS if chosen is None else chosen
     if not log_level:
         java = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {java}".strip()
+    archive = class_archive.driver_options(memory) if chosen is None else ""
+    if java or archive:
+        builder = builder.config("spark.driver.extraJavaOptions", f"{java} {archive}".strip())
     if java:
-        builder = builder.config("spark.driver.extraJavaOptions", java).config(
-            "spark.executor.extraJavaOptions", java
-        )
+        builder = builder.config("spark.executor.extraJavaOptions", java)
     for key, value in {**LOCAL_CONF, **conf}.items():
         builder = builder.config(key, value)
     return builder
