@@ -278,12 +278,15 @@ def test_the_callers_session_is_left_as_found_on_success_and_on_error(spark, sub
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "5000")
     spark.conf.unset("spark.sql.files.openCostInBytes")
     default_open_cost = spark.conf.get("spark.sql.files.openCostInBytes")
+    spark.conf.set("spark.sql.shuffle.partitions", "7")  # the account stage plans its own
     sc.setJobGroup("mine", "my own jobs")
 
     def as_found() -> None:
         assert spark.conf.get("spark.sql.files.maxPartitionBytes") == "64m"
         assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == "5000"
         assert spark.conf.get("spark.sql.files.openCostInBytes") == default_open_cost
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "7"
+        assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
         assert sc.getLocalProperty("spark.jobGroup.id") == "mine"
         assert sc.getLocalProperty("spark.job.description") == "my own jobs"
 
@@ -298,6 +301,7 @@ def test_the_callers_session_is_left_as_found_on_success_and_on_error(spark, sub
     assert not (tmp_path / "out2" / "_run.lock").exists()
     sc.setLocalProperty("spark.jobGroup.id", None)
     sc.setLocalProperty("spark.job.description", None)
+    spark.conf.unset("spark.sql.shuffle.partitions")
 
 
 def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
