@@ -103,3 +103,13 @@ def test_pca_of_predict_equals_the_batch_pca(evaluated, subset):
     np.testing.assert_allclose(
         project(result.features, pca["mean"], pca["components"]), row["pca"], atol=1e-4
     )
+
+
+def test_balanced_weights_are_left_out_when_they_equal_unit_weights():
+    from fruitspark.evaluate import _without_duplicate_candidates
+
+    grid = EvaluateOptions(class_weights=("none", "balanced"))
+    assert _without_duplicate_candidates(grid, [12, 12, 12]).class_weights == ("none",)
+    assert _without_duplicate_candidates(grid, [12, 11, 12]).class_weights == ("none", "balanced")
+    only = EvaluateOptions(class_weights=("balanced",))  # asked for alone: kept
+    assert _without_duplicate_candidates(only, [5, 5]).class_weights == ("balanced",)

@@ -137,6 +137,7 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     labels = list(indexer.labels)
     pairs = train.groupBy("label", "fruit").count().collect()
     fruit_of = fruit_of_classes([(r["label"], r["fruit"], r["count"]) for r in pairs], labels)
+    options = _without_duplicate_candidates(options, [r["count"] for r in pairs])
     test_all = rows.where(F.col("split") == "test")
     test = test_all.where(F.col("label").isin(labels) | F.col("fruit").isin(sorted(set(fruit_of))))
     if not labels or test.limit(1).count() == 0:
@@ -185,6 +186,15 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     _save(storage, classifier, labels, fruit_of, selection["chosen"]["features"])
     storage.write_json(EVALUATION, report)
     return report
+
+
+def _without_duplicate_candidates(options: EvaluateOptions, counts: list[int]) -> EvaluateOptions:
+    """Balanced weights are unit weights when every class has as many training images: then the
+    ``balanced`` candidates would repeat the ``none`` ones, fits and all, and are left out."""
+    weights = options.class_weights
+    if "none" in weights and "balanced" in weights and len(set(counts)) <= 1:
+        return replace(options, class_weights=tuple(w for w in weights if w != "balanced"))
+    return options
 
 
 def _rows(spark, storage, fruit_expr):

@@ -178,17 +178,26 @@ def _job_group(context, group: str) -> Iterator[TaskCount]:
     if previous["spark.jobGroup.id"] != group:  # the caller may have tagged the jobs already
         context.setJobGroup(group, group, interruptOnCancel=True)
 
+    finished: dict[int, tuple[int, int]] = {}  # a job's tasks, once it has ended
+
     def count() -> tuple[int, int]:
+        """Tasks of the group's jobs; an ended job is asked about once, so that a block of
+        thousands of jobs (evaluate's solver iterations) costs each poll only its running ones."""
         tracker = context.statusTracker()
-        completed = total = 0
+        counts = list(finished.values())
         for job_id in tracker.getJobIdsForGroup(group):
+            if job_id in finished:
+                continue
             job = tracker.getJobInfo(job_id)
+            done = total = 0
             for stage_id in job.stageIds if job else []:
                 info = tracker.getStageInfo(stage_id)
                 if info:
-                    completed += info.numCompletedTasks
-                    total += info.numTasks
-        return completed, total
+                    done, total = done + info.numCompletedTasks, total + info.numTasks
+            if job is not None and job.status in ("SUCCEEDED", "FAILED"):
+                finished[job_id] = (done, total)
+            counts.append((done, total))
+        return sum(c for c, _ in counts), sum(t for _, t in counts)
 
     try:
         yield count

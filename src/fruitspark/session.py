@@ -18,9 +18,13 @@ LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
 # HotSpot's optimising compiler (C2) spent about 14 s of CPU compiling Spark's code in a
 # 1,500-image run, more than all the JVM's per-image work; stopping at C1 costs about 1 s and its
 # code is barely slower here, where the JVM only moves bytes (benchmarks/sections/steps.py).
+# Stopped at C1, HotSpot sizes its code cache as for C1 alone, 48 MB: evaluate's hundreds of
+# model fits generate enough Spark code to fill it ("CodeCache is full. Compiler has been
+# disabled", seen in `fruitspark demo`), after which new code runs interpreted; 240 MB is the
+# tiered default.
 # FRUITSPARK_JVM_OPTIONS replaces these (empty: the JVM's defaults), and turns off the driver's
 # class archive (fruitspark.class_archive: Spark's classes mapped from disk, seconds per start).
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # Spark 4's lower() maps case through ICU by default, whose first use loads break-iterator rules
 # and dictionaries: about 1 ms per image of JVM CPU in a 1,500-image featurize stage (the split
 # column, sources.split_expr). Its input is ASCII split names, which the JVM's mapping lowers
