@@ -6,10 +6,10 @@ disk: measured here, a local session that starts, runs two small queries and sto
 6.5 s with it instead of 10-11 s (``benchmarks/sections/fixed_costs.py``).
 
 fruitspark keeps one archive per Java and Spark installation in its cache folder
-(``$FRUITSPARK_CACHE/jvm``, about 160 MB). The ``fruitspark`` command writes it the first time:
+(``$FRUITSPARK_CACHE/jvm``, about 190 MB). The ``fruitspark`` command writes it the first time:
 its JVM starts with ``-XX:ArchiveClassesAtExit`` pointing at a file named after this process,
 and once the command's session is stopped, :func:`finish` lets that JVM exit (writing the archive
-takes a few seconds, once), then moves the file into place, so that a half-written archive is
+takes about half a minute, once), then moves the file into place, so that a half-written archive is
 never used. Other sessions fruitspark starts (the Python API, tests) use an archive that exists
 and never write one. Only the driver's JVM uses it, never executors. The JVM checks that the
 archive matches its class path and silently ignores one that does not; ``FRUITSPARK_CLASS_ARCHIVE
@@ -25,6 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+from fruitspark.output import process_alive
 
 QUIET = "-Xlog:cds=off,cds+dynamic=off"  # the JVM warns on stdout about classes it cannot keep
 
@@ -108,18 +110,8 @@ def _remove_stale(archive: Path) -> None:
     """Half-written archives of processes that are gone (a killed first run)."""
     for leftover in archive.parent.glob(f"{archive.name}.*.tmp"):
         pid = leftover.name.rsplit(".", 2)[1]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not process_alive(int(pid)):
             leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _java() -> Path | None:

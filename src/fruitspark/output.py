@@ -26,6 +26,17 @@ class OutputError(ValueError):
     """An output that must not be written as asked; one line for the user."""
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class LockMarker:
     run_id: str
@@ -35,15 +46,7 @@ class LockMarker:
 
     def is_stale(self) -> bool:
         """Whether the run that wrote it is gone; a run on another host is assumed alive."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return self.host == socket.gethostname() and not process_alive(self.pid)
 
     def describe(self) -> str:
         return f"run {self.run_id} started at {self.started_at} (pid {self.pid} on {self.host})"
