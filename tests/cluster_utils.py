@@ -218,21 +218,43 @@ def _wait(cluster: Cluster, ready, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n{cluster.logs()}")
 
 
-def wait_for_featurize_task(ui_port: int, process: subprocess.Popen, timeout: float) -> None:
-    """Until a task of the featurize stage has finished, asked of the driver's REST API on
-    loopback: the job is then mid-stage (the stage keeps its rows in Spark's cache, so nothing
-    on disk tells)."""
+def busy_worker_mid_featurize(
+    cluster: Cluster, ui_port: int, process: subprocess.Popen, timeout: float
+) -> int:
+    """The index of a worker whose executor is running a featurize task, once a task of that
+    stage has finished: the job is then mid-stage, and killing that worker loses running tasks
+    (a worker whose executor sits idle, or has not registered yet, would lose none). Asked of
+    the driver's REST API on loopback: the stage keeps its rows in Spark's cache, so nothing on
+    disk tells. An executor's directory under a worker's work dir says which worker runs it."""
     api = f"http://127.0.0.1:{ui_port}/api/v1/applications"
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         with suppress(OSError, ValueError):
-            for app in json.load(urllib.request.urlopen(api, timeout=2)):
-                url = f"{api}/{app['id']}/jobs?status=running"
-                for job in json.load(urllib.request.urlopen(url, timeout=2)):
-                    if job.get("jobGroup", "").endswith("-featurize") and job["numCompletedTasks"]:
-                        return
-        time.sleep(0.2)
-    raise AssertionError(f"featurize never got going (exit {process.returncode})")
+            for app in _get_json(api):
+                if _featurize_mid_stage(f"{api}/{app['id']}"):
+                    busy = [
+                        e["id"] for e in _get_json(f"{api}/{app['id']}/executors")
+                        if e["id"] != "driver" and e["activeTasks"]
+                    ]  # fmt: skip
+                    for index, work_dir in enumerate(cluster.worker_dirs):
+                        if any((work_dir / app["id"] / executor).is_dir() for executor in busy):
+                            return index
+        time.sleep(0.1)
+    raise AssertionError(f"featurize never got going on a worker (exit {process.returncode})")
+
+
+def _featurize_mid_stage(app_api: str) -> bool:
+    return any(
+        job.get("jobGroup", "").endswith("-featurize")
+        and job["numCompletedTasks"]
+        and job["numActiveTasks"]
+        for job in _get_json(f"{app_api}/jobs?status=running")
+    )
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.load(response)
 
 
 def _marked_pids(marker: str) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cluster_utils import (
+    busy_worker_mid_featurize,
     check_output,
     copy_sample,
     free_port,
@@ -23,7 +24,6 @@ from cluster_utils import (
     spark_env,
     spark_home,
     standalone_cluster,
-    wait_for_featurize_task,
 )
 
 LOCAL_CLUSTER = "local-cluster[2,1,1024]"  # 2 executor JVMs, 1 core and 1024 MB each
@@ -103,8 +103,9 @@ def test_spark_submit_to_standalone_cluster_that_loses_a_worker(tmp_path: Path) 
                 command, cwd=tmp_path, env=spark_env(), stdout=stream, stderr=subprocess.STDOUT
             )
             try:
-                wait_for_featurize_task(ui_port, process, timeout=600)
-                cluster.kill_worker(1)
+                cluster.kill_worker(
+                    busy_worker_mid_featurize(cluster, ui_port, process, timeout=600)
+                )
                 process.wait(timeout=900)
             finally:
                 process.kill()
