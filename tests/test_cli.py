@@ -128,6 +128,33 @@ def test_options_derive_from_the_config_fields_and_show_their_default():
         assert action.dest == "help" or "(default: " in action.help, action.option_strings
 
 
+def _options_of(parser: argparse.ArgumentParser, name: str = "fruitspark"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, subparser in action.choices.items():
+                yield from _options_of(subparser, f"{name} {command}")
+        elif action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            yield name, action
+
+
+def test_every_option_of_every_command_shows_its_default():
+    from fruitspark.cli import build_parser
+
+    options = list(_options_of(build_parser()))
+    assert len({name for name, _ in options}) >= 7  # run, demo, evaluate, predict, cloud's
+    for name, action in options:
+        assert "(default: " in (action.help or ""), (name, action.option_strings)
+    cloud_plan = build_parser().parse_args(
+        ["cloud", "plan", "s3://b/in", "s3://b/out", "--bucket", "b", "--wheel", "w.whl",
+         "--spot", "--idle-timeout", "600", "--kms-key", "k"]
+    )  # fmt: skip
+    from fruitspark.cloud.cli import _config
+
+    config = _config(cloud_plan)
+    assert (config.core_spot, config.idle_timeout_s, config.kms_key_id) == (True, 600, "k")
+    assert config.region == "eu-west-3" and config.bucket == "b"
+
+
 def test_the_cli_starts_without_importing_the_aws_sdk():
     """Every ``fruitspark run`` imports the CLI; boto3 (half a second) waits for a cloud command."""
     code = (

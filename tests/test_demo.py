@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from fruitspark import demo
+from fruitspark.layout import REPORT, SUMMARY
 
 
 def test_the_packaged_set_is_real_small_and_attributed():
@@ -46,3 +52,28 @@ def test_without_the_set_the_demo_draws_synthetic_images(tmp_path: Path, monkeyp
     assert any(
         folder.name.startswith("Synthetic") for folder in (tmp_path / "images" / "Test").iterdir()
     )
+
+
+# What the JVM itself prints when Spark 4 adds the incubating vector API module to its command
+JAVA_NOTE = "WARNING: Using incubator modules: jdk.incubator.vector"
+
+
+@pytest.mark.slow
+def test_fruitspark_demo_runs_the_whole_pipeline_quietly(tmp_path: Path):
+    """The README's one command: run, evaluate and report on the shipped set, every image
+    accounted for, and nothing on stderr a user would take for an error (netlib's search for a
+    system BLAS, the JIT's full code cache, Spark's log-level banner)."""
+    env = {**os.environ, "FRUITSPARK_CLASS_ARCHIVE": "off"}  # its first dump: test_class_archive
+    done = subprocess.run(
+        ["fruitspark", "demo", "--dir", str(tmp_path), "--master", "local[2]"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    top1 = re.search(r"Test top-1 ([0-9.]+), top-5 [0-9.]+ on 72 images, 12 classes", done.stdout)
+    assert top1 and float(top1.group(1)) >= 0.9, done.stdout
+    summary = json.loads((tmp_path / "output" / SUMMARY).read_text())
+    assert summary["images"]["listed"] == summary["images"]["featurised"] == 216
+    assert summary["accounting"]["ok"]
+    assert (tmp_path / "output" / REPORT).stat().st_size > 10_000
+    said = [line for line in re.split(r"[\r\n]+", done.stderr) if line and "%|" not in line]
+    assert set(said) <= {JAVA_NOTE}, said  # besides progress bars, nothing

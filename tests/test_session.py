@@ -19,7 +19,8 @@ def test_local_jvm_stops_the_jit_at_c1_unless_told(monkeypatch):
     assert session.JVM_OPTIONS in _java_options(monkeypatch, None)
     assert "log4j2.configurationFile" in _java_options(monkeypatch, None)
     assert session.JVM_OPTIONS not in _java_options(monkeypatch, "")
-    assert _java_options(monkeypatch, "-Xss4m", log_level="INFO") == "-Xss4m"
+    chosen = _java_options(monkeypatch, "-Xss4m", log_level="INFO")
+    assert chosen == f"-Xss4m {session.netlib_options()}".strip()
 
 
 def test_local_session_lowers_case_without_icu(monkeypatch):
@@ -30,3 +31,15 @@ def test_local_session_lowers_case_without_icu(monkeypatch):
         "local[1]", "t", None, {"spark.sql.icu.caseMappings.enabled": "true"}
     )
     assert mine._options["spark.sql.icu.caseMappings.enabled"] == "true"
+
+
+def test_netlib_looks_only_for_native_libraries_the_machine_has(monkeypatch):
+    """Without a system BLAS, netlib's JNI would print a dlopen failure in every evaluate."""
+    monkeypatch.setattr(session.ctypes.util, "find_library", lambda name: None)
+    options = _java_options(monkeypatch, None)
+    for name in session.NETLIB:
+        assert f"-Ddev.ludovic.netlib.{name}.allowNative=false" in options
+    found = {"blas": "libblas.so.3"}
+    monkeypatch.setattr(session.ctypes.util, "find_library", found.get)
+    options = _java_options(monkeypatch, "")
+    assert "netlib.blas.allowNative" not in options and "netlib.lapack.allowNative" in options

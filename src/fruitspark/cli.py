@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run everything on the small real image set shipped with fruitspark"
     )
-    demo.add_argument("--dir", default="fruitspark-demo", help="where to write images and results")
+    demo.add_argument(
+        "--dir",
+        default="fruitspark-demo",
+        help="where to write images and results (default: %(default)s)",
+    )
     _add_master(demo)
 
     evaluate = commands.add_parser(
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="top-k fruit for new photos (no Spark)")
     predict.add_argument("model_dir", help="output folder of `fruitspark run` + `evaluate`")
     predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--top-k", type=_positive, default=5)
+    predict.add_argument("--top-k", type=_positive, default=5, help="classes shown (default: 5)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     report = commands.add_parser("report", help="(re)write OUTPUT/report.html")

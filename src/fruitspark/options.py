@@ -111,7 +111,7 @@ def _add_field(target, item: dataclasses.Field, kind: Any, dest: str) -> None:
                 options.update(action="extend", default=list(default))
         else:
             kind = _triple
-    metavar = None if choices else item.name.upper()
+    metavar = None if choices else flag.removeprefix("--").replace("-", "_").upper()
     target.add_argument(flag, type=kind, choices=choices, metavar=metavar, **options)
 
 

@@ -5,6 +5,7 @@ Under ``spark-submit`` (a cluster) the session already exists and is used as it 
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import os
 import sys
@@ -30,6 +31,11 @@ JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # column, sources.split_expr). Its input is ASCII split names, which the JVM's mapping lowers
 # the same. Only in sessions made here; an unknown key on Spark 3.5.
 LOCAL_CONF = {"spark.sql.icu.caseMappings.enabled": "false"}
+# Spark ML's JVM linear algebra (evaluate's logistic regression) first looks for the system's
+# BLAS, LAPACK and ARPACK through netlib's JNI, which prints "netlib-blas: JNI_OnLoad:
+# dlopen(libblas.so.3) failed" on a machine without them (a new user's), then runs its Java code
+# all the same. A local JVM is told not to look for those this machine does not have.
+NETLIB = ("blas", "lapack", "arpack")
 
 
 def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
@@ -74,7 +80,7 @@ def _local_builder(master: str | None, app_name: str, log_level: str | None, con
         .config("spark.driver.memory", memory)
     )
     chosen = os.environ.get("FRUITSPARK_JVM_OPTIONS")
-    java = JVM_OPTIONS if chosen is None else chosen
+    java = f"{JVM_OPTIONS if chosen is None else chosen} {netlib_options()}".strip()
     if not log_level:
         java = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {java}".strip()
     archive = class_archive.driver_options(memory) if chosen is None else ""
@@ -85,3 +91,12 @@ def _local_builder(master: str | None, app_name: str, log_level: str | None, con
     for key, value in {**LOCAL_CONF, **conf}.items():
         builder = builder.config(key, value)
     return builder
+
+
+def netlib_options() -> str:
+    """System properties that keep netlib from looking for native libraries that are missing."""
+    return " ".join(
+        f"-Ddev.ludovic.netlib.{name}.allowNative=false"
+        for name in NETLIB
+        if ctypes.util.find_library(name) is None
+    )

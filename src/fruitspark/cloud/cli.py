@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from fruitspark.cloud.config import DEFAULT_REGION, DEFAULT_RELEASE_LABEL, ClusterConfig
+from fruitspark.cloud.config import DEFAULT_REGION, ClusterConfig
+from fruitspark.options import add_options, build
 
 
 def add_cloud_commands(commands) -> None:
@@ -35,11 +36,15 @@ def add_cloud_commands(commands) -> None:
         action.add_argument("--model", type=Path, help="an .onnx model (default: built-in)")
         action.add_argument("--images", type=int, help="image count for the estimate "
                             "(default: a manifest input's rows, read from S3)")  # fmt: skip
-        _cluster_options(action)
+        add_options(action, ClusterConfig)
         if name == "run":
             action.add_argument("--no-wait", action="store_true", help="start and return")
-            action.add_argument("--poll", type=float, default=30.0, help="seconds between polls")
-            action.add_argument("--timeout", type=float, default=43200.0)
+            action.add_argument(
+                "--poll", type=float, default=30.0, help="seconds between polls (default: 30)"
+            )
+            action.add_argument(
+                "--timeout", type=float, default=43200.0, help="seconds to wait (default: 12 h)"
+            )
             action.add_argument("--results", type=Path, help="where to download the results")
 
     sync = actions.add_parser("sync", help="upload an image folder to S3, skipping unchanged files")
@@ -48,8 +53,8 @@ def add_cloud_commands(commands) -> None:
     sync.add_argument(
         "--manifest", help="also write a manifest (.parquet or .csv) to this s3:// URI"
     )
-    sync.add_argument("--workers", type=int, default=8)
-    sync.add_argument("--region", default=DEFAULT_REGION)
+    sync.add_argument("--workers", type=int, default=8, help="parallel uploads (default: 8)")
+    _region_option(sync)
 
     for name, text in (
         ("status", "cluster and step states"),
@@ -58,45 +63,20 @@ def add_cloud_commands(commands) -> None:
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("cluster_id")
-        action.add_argument("--region", default=DEFAULT_REGION)
+        _region_option(action)
         if name == "logs":
             action.add_argument("--step", help="step id (default: the newest)")
             action.add_argument("--save", type=Path, help="folder to save the logs in")
 
 
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--region", default=DEFAULT_REGION, help="EU region (default %(default)s)")
-    parser.add_argument("--release-label", default=DEFAULT_RELEASE_LABEL)
-    parser.add_argument("--master-type", default="m5.xlarge")
-    parser.add_argument("--core-type", default="m5.xlarge")
-    parser.add_argument("--core-count", type=int, default=2)
-    parser.add_argument("--spot", action="store_true", help="core nodes on Spot")
-    parser.add_argument("--idle-timeout", type=int, default=3600, help="seconds, auto-termination")
-    parser.add_argument("--keep-alive", action="store_true", help="keep the cluster after the step")
-    parser.add_argument("--kms-key", help="SSE-KMS key for the bucket (default SSE-S3)")
-    parser.add_argument("--subnet")
-    parser.add_argument("--security-configuration")
-    parser.add_argument("--service-role", default="EMR_DefaultRole")
-    parser.add_argument("--instance-profile", default="EMR_EC2_DefaultRole")
+def _region_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--region", default=DEFAULT_REGION, help=f"EU region (default: {DEFAULT_REGION})"
+    )
 
 
 def _config(args: argparse.Namespace) -> ClusterConfig:
-    return ClusterConfig(
-        bucket=args.bucket,
-        region=args.region,
-        release_label=args.release_label,
-        master_type=args.master_type,
-        core_type=args.core_type,
-        core_count=args.core_count,
-        core_spot=args.spot,
-        idle_timeout_s=args.idle_timeout,
-        keep_alive=args.keep_alive,
-        service_role=args.service_role,
-        instance_profile=args.instance_profile,
-        kms_key_id=args.kms_key,
-        subnet_id=args.subnet,
-        security_configuration=args.security_configuration,
-    )
+    return build(ClusterConfig, args, bucket=args.bucket)
 
 
 def _run_args(args: argparse.Namespace) -> list[str]:

@@ -6,7 +6,7 @@ status, logs, down) refuses a non-EU region before a single request leaves the m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_REGION = "eu-west-3"
 DEFAULT_RELEASE_LABEL = "emr-7.12.0"
@@ -39,6 +39,12 @@ def require_eu_region(region: str) -> str:
     return region
 
 
+def _option(text: str, default, flag: str | None = None, **metadata):
+    """A field that is also a ``fruitspark cloud plan|run`` option (fruitspark.options)."""
+    metadata = {"help": text, **({"flag": flag} if flag else {}), **metadata}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """Where and on what an EMR run happens; every field is a CLI option with this default.
@@ -51,20 +57,22 @@ class ClusterConfig:
     turning on local-disk and in-transit encryption).
     """
 
-    bucket: str
-    region: str = DEFAULT_REGION
-    release_label: str = DEFAULT_RELEASE_LABEL
-    master_type: str = "m5.xlarge"
-    core_type: str = "m5.xlarge"
-    core_count: int = 2
-    core_spot: bool = False
-    idle_timeout_s: int = 3600
-    keep_alive: bool = False
-    service_role: str = "EMR_DefaultRole"
-    instance_profile: str = "EMR_EC2_DefaultRole"
-    kms_key_id: str | None = None
-    subnet_id: str | None = None
-    security_configuration: str | None = None
+    bucket: str  # a required option of its own (--bucket): fields without a default are positional
+    region: str = _option("EU region", DEFAULT_REGION)
+    release_label: str = _option("EMR release", DEFAULT_RELEASE_LABEL)
+    master_type: str = _option("primary node instance type", "m5.xlarge")
+    core_type: str = _option("core node instance type", "m5.xlarge")
+    core_count: int = _option("core nodes (Spark executors run there)", 2)
+    core_spot: bool = _option("core nodes on Spot", False, flag="--spot")
+    idle_timeout_s: int = _option("seconds idle before auto-termination", 3600, "--idle-timeout")
+    keep_alive: bool = _option("keep the cluster after the step", False)
+    service_role: str = _option("EMR service role", "EMR_DefaultRole")
+    instance_profile: str = _option("EC2 instance profile of the nodes", "EMR_EC2_DefaultRole")
+    kms_key_id: str | None = _option(
+        "SSE-KMS key for the bucket", None, "--kms-key", default_text="SSE-S3"
+    )
+    subnet_id: str | None = _option("VPC subnet", None, "--subnet", default_text="the default VPC")
+    security_configuration: str | None = _option("an existing EMR security configuration", None)
     python: str = "python3.11"
     name: str = "fruitspark"
 
