@@ -110,34 +110,67 @@ def softmax_top_k(
     return order, np.take_along_axis(probabilities, order, axis=1)
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What evaluate works on: the output's description, its indexed train and test rows."""
+
+    described: object  # summary.Summary
+    train: object  # DataFrame: split = train, with the class index ``target``
+    test: object  # DataFrame: test images of a known class or fruit
+    test_all: object  # DataFrame: every test image
+    labels: list[str]
+    fruit_of: list[str]  # the fruit of each class, by index
+    options: EvaluateOptions  # the grid without candidates that repeat others
+
+
 @tracked("evaluate")
 def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) -> dict:
     """Choose by CV on ``split = train``, test on ``split = test``; write the evaluation."""
-    from pyspark.ml.feature import StringIndexer
-    from pyspark.sql import functions as F
-
-    from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
-    from fruitspark.output import OutputError
+    from fruitspark.labels import load_label_map
     from fruitspark.session import spark_session
     from fruitspark.storage import Storage
-    from fruitspark.summary import load as load_summary
 
     options = options or EvaluateOptions()
     label_map = load_label_map(options.label_map) if options.label_map else None
     spark = spark or spark_session()
     storage = Storage(spark, output)
+    data = _data(spark, storage, output, options, label_map)
+    train, folds = _with_weights_and_folds(data.train, options.folds)
+    # A task a core: the folds' shuffles leave ~200 partitions of a few dozen rows, and every
+    # solver iteration of every candidate would pay that many tasks
+    train = train.coalesce(max(1, sparkenv.parallelism(spark))).cache()
+    widths = _widths(data.described)
+    classifier, selection = _cross_validate(train, replace(data.options, folds=folds), widths)
+    predictions = _predictions(classifier, data.test, data.labels, data.fruit_of)
+    predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
+    predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
+    report = _report(data, predictions, train.count(), selection, options)
+    train.unpersist()
+    _save(storage, classifier, data.labels, data.fruit_of, selection["chosen"]["features"])
+    storage.write_json(EVALUATION, report)
+    return report
+
+
+def _data(spark, storage, output: str, options: EvaluateOptions, label_map) -> _Data:
+    """The output's rows split in train and test, classes indexed from train; refused without
+    both splits."""
+    from pyspark.ml.feature import StringIndexer
+    from pyspark.sql import functions as F
+
+    from fruitspark.labels import coarse_label_expr, fruit_of_classes
+    from fruitspark.output import OutputError
+    from fruitspark.summary import load as load_summary
+
     if not storage.exists(SUMMARY):
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
     described = load_summary(storage.read_bytes(SUMMARY))
     rows = _rows(spark, storage, coarse_label_expr(label_map, options.label_depth))
-    widths = _widths(described)
     train = rows.where(F.col("split") == "train")
     indexer = StringIndexer(inputCol="label", outputCol="target", stringOrderType="alphabetAsc")
     indexer = indexer.fit(train)  # test images of other classes are scored by name, not indexed
     labels = list(indexer.labels)
     pairs = train.groupBy("label", "fruit").count().collect()
     fruit_of = fruit_of_classes([(r["label"], r["fruit"], r["count"]) for r in pairs], labels)
-    options = _without_duplicate_candidates(options, [r["count"] for r in pairs])
     test_all = rows.where(F.col("split") == "test")
     test = test_all.where(F.col("label").isin(labels) | F.col("fruit").isin(sorted(set(fruit_of))))
     if not labels or test.limit(1).count() == 0:
@@ -145,46 +178,43 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
             f"{output} needs images in both a train and a test split "
             "(folders named Training/train and Test/test) to evaluate"
         )
-    train, folds = _with_weights_and_folds(indexer.transform(train), options.folds)
-    # A task a core: the folds' shuffles leave ~200 partitions of a few dozen rows, and every
-    # solver iteration of every candidate would pay that many tasks
-    train = train.coalesce(max(1, sparkenv.parallelism(spark))).cache()
-    classifier, selection = _cross_validate(train, replace(options, folds=folds), widths)
-    predictions = _predictions(classifier, test, labels, fruit_of)
-    predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
-    predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
-    fine = _level(predictions, "label", "predicted", "rank", labels)
+    pruned = _without_duplicate_candidates(options, [r["count"] for r in pairs])
+    return _Data(described, indexer.transform(train), test, test_all, labels, fruit_of, pruned)
+
+
+def _report(data: _Data, predictions, trained: int, selection: dict, options) -> dict:
+    """evaluation.json: both levels' scores, what was trained on, the model selection."""
+    fine = _level(predictions, "label", "predicted", "rank", data.labels)
+    chosen = selection["chosen"]
     report = {
         **fine,
         "misclassified": _misclassified(predictions),
         "trained_on": {
             "split": "train",
-            "images": train.count(),
-            "classes": len(labels),
-            "features": selection["chosen"]["features"],
-            "colour_boost": selection["chosen"]["colour_boost"],
+            "images": trained,
+            "classes": len(data.labels),
+            "features": chosen["features"],
+            "colour_boost": chosen["colour_boost"],
             "classifier": "multinomial logistic regression (Spark ML), standardised",
-            "reg_param": selection["chosen"]["reg_param"],
-            "class_weight": selection["chosen"]["class_weight"],
+            "reg_param": chosen["reg_param"],
+            "class_weight": chosen["class_weight"],
         },
         "tested_on": {
             "split": "test",
             "images": fine["tested"],
-            "excluded_unknown_class": test_all.count() - fine["tested"],
+            "excluded_unknown_class": data.test_all.count() - fine["tested"],
         },
         "model_selection": selection,
     }
+    described = data.described
     report["by_input"] = by_input(predictions, [described.input, *described.extra_inputs])
-    if label_map or options.label_depth:
-        fruits = sorted(set(fruit_of))
+    if options.label_map or options.label_depth:
+        fruits = sorted(set(data.fruit_of))
         report["fruit_level"] = _level(
             predictions, "fruit", "predicted_fruit", "fruit_rank", fruits
         )
         report["fruit_level"]["label_map"] = options.label_map
         report["fruit_level"]["label_depth"] = options.label_depth
-    train.unpersist()
-    _save(storage, classifier, labels, fruit_of, selection["chosen"]["features"])
-    storage.write_json(EVALUATION, report)
     return report
 
 
@@ -314,6 +344,25 @@ def _boost_vector(width: int, colour: tuple[int, int] | None, boost: float):
     return Vectors.dense(scale)
 
 
+def _candidates(options: EvaluateOptions, widths: dict) -> list[dict]:
+    """The grid's points: input x colour boost (inputs with a colour block) x regParam x weight."""
+    candidates = []
+    for name in options.features:
+        boosts = options.colour_boost if widths[name][1] is not None else (1.0,)
+        for boost in dict.fromkeys(float(value) for value in boosts):
+            for reg_param in options.reg_params:
+                candidates += [
+                    {
+                        "features": name,
+                        "colour_boost": boost,
+                        "reg_param": float(reg_param),
+                        "class_weight": weight,
+                    }
+                    for weight in options.class_weights
+                ]
+    return candidates
+
+
 def _cross_validate(train, options: EvaluateOptions, widths: dict):
     """The grid's k-fold accuracy, fitted ``parallelism`` models at a time; the best refitted.
 
@@ -340,29 +389,18 @@ def _cross_validate(train, options: EvaluateOptions, widths: dict):
         standardization=False,
     )
     pipeline = Pipeline(stages=[scaler, booster, estimator])
-    candidates, grid = [], []
-    for name in options.features:
-        width, colour = widths[name]
-        boosts = options.colour_boost if colour is not None else (1.0,)
-        for boost in dict.fromkeys(float(value) for value in boosts):
-            for reg_param in options.reg_params:
-                for weight in options.class_weights:
-                    candidates.append(
-                        {
-                            "features": name,
-                            "colour_boost": boost,
-                            "reg_param": float(reg_param),
-                            "class_weight": weight,
-                        }
-                    )
-                    grid.append(
-                        {
-                            scaler.inputCol: VECTORS[name],
-                            booster.scalingVec: _boost_vector(width, colour, boost),
-                            estimator.regParam: float(reg_param),
-                            estimator.weightCol: WEIGHTS[weight],
-                        }
-                    )
+    candidates = _candidates(options, widths)
+    grid = [
+        {
+            scaler.inputCol: VECTORS[candidate["features"]],
+            booster.scalingVec: _boost_vector(
+                *widths[candidate["features"]], candidate["colour_boost"]
+            ),
+            estimator.regParam: candidate["reg_param"],
+            estimator.weightCol: WEIGHTS[candidate["class_weight"]],
+        }
+        for candidate in candidates
+    ]
     if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
         model = pipeline.fit(train, grid[0])
         chosen = {**candidates[0], "cv_accuracy": None}
