@@ -74,6 +74,19 @@ def exif_rotated_jpeg(image: Image.Image, orientation: int) -> bytes:
     return encode(image, "JPEG", quality=95, exif=exif)
 
 
+def heic(image: Image.Image, orientation: int | None = None) -> bytes:
+    """``image`` as an iPhone would save it (HEIC), written by pillow-heif; with ``orientation``
+    the rotation a viewer should apply goes into the file."""
+    import pillow_heif  # writes HEIC; Pillow's opener stays fruitspark's (pi-heif)
+
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buffer, quality=90, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
 def noise_jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
@@ -137,6 +150,9 @@ def make_bad_inputs(root: Path) -> dict[str, str | None]:
     put("Training/Formats/palette transparent.png", palette_png_with_transparency(), OK)
     put("Training/Formats/animated.gif", animated("GIF"), OK)
     put("Training/Formats/animated.webp", animated("WEBP"), OK)
+    put("Training/Formats/iphone rotated.HEIC", heic(two_halves(60, 40), 6), OK)
+    put("Training/Formats/photo.avif", encode(photo, "AVIF"), OK)
+    put("Training/Broken/truncated.heic", heic(photo)[:200], TRUNCATED)
     one_pixel = Image.new("RGB", (1, 1), (200, 30, 30))
     put("Training/Formats/one-pixel.png", encode(one_pixel, "PNG"), OK)
     put(EXIF_ROTATED, exif_rotated_jpeg(two_halves(60, 40), 6), OK)

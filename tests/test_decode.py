@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from badinputs import (
     encode,
     exif_rotated_jpeg,
     grey16_png,
+    heic,
     noise_jpeg,
     palette_png_with_transparency,
     png_claiming_size,
@@ -80,6 +82,32 @@ def test_exif_orientation_is_applied(orientation):
     quarters = _quarters(pixels(image))
     for side, colour in layout.items():
         assert_colour(quarters[side], colour, tolerance=12)
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_heic_phone_photo_decodes_upright(orientation):
+    """iPhones save HEIC; the file's rotation is applied once (not again from its EXIF)."""
+    size, layout = ORIENTATIONS[orientation]
+    image = decode_image(heic(two_halves(60, 40), orientation), min_side=20)
+    assert (image.mode, image.size) == ("RGB", size)
+    for side, colour in layout.items():
+        assert_colour(_quarters(pixels(image))[side], colour, tolerance=12)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_avif_decodes_upright(orientation):
+    size, layout = ORIENTATIONS[orientation]
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    image = decode_image(encode(two_halves(60, 40), "AVIF", quality=90, exif=exif))
+    assert (image.mode, image.size) == ("RGB", size)
+    for side, colour in layout.items():
+        assert_colour(_quarters(pixels(image))[side], colour, tolerance=12)
+
+
+def test_truncated_heic_and_avif_are_called_truncated():
+    for data in (heic(two_halves()), encode(two_halves(), "AVIF")):
+        assert_one_line_error(data[: len(data) // 2], "truncated", "heif/avif")
 
 
 def test_exif_orientation_survives_draft_mode():
@@ -411,3 +439,11 @@ def test_jpegs_that_need_pillow_do_not_take_the_fast_path(big_jpeg):
         assert _decode_plain_jpeg(data, 224, DEFAULT_MAX_PIXELS) is None, reason
     assert _decode_plain_jpeg(big_jpeg, None, DEFAULT_MAX_PIXELS) is not None  # full size: fast
     assert _decode_plain_jpeg(plain, None, 60 * 40 - 1) is None  # over the cap: Pillow refuses
+
+
+def test_the_readme_names_every_image_extension():
+    from fruitspark.formats import IMAGE_EXTENSIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"read recursively \(`([a-z ]+)`", readme)
+    assert listed and listed.group(1).split() == list(IMAGE_EXTENSIONS)

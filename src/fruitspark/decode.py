@@ -1,6 +1,7 @@
 """Image bytes to an upright RGB picture, or a one-line reason why not.
 
-Pure functions, no Spark: every format Pillow reads, EXIF orientation applied, alpha composited
+Pure functions, no Spark: every format Pillow reads (HEIC/HEIF too, through pi-heif's opener,
+which applies the file's own rotation and mirroring), EXIF orientation applied, alpha composited
 on white (Fruits-360 is shot on white), and megapixel JPEGs decoded at reduced size through
 Pillow's draft mode so that a 12 MP phone photo costs about what a thumbnail does.
 
@@ -18,8 +19,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pi_heif
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+pi_heif.register_heif_opener()  # Pillow opens HEIC/HEIF from here on (decoding only)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold: about 9500 x 9500 px
 
@@ -62,10 +66,21 @@ def decode_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DecodeError(f"image too large: {error}") from None
     except UnidentifiedImageError:
-        raise DecodeError("not an image: no known image format recognised") from None
+        raise DecodeError(_unidentified(data)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise DecodeError(f"corrupt or truncated image: {error}") from None
     return to_rgb(_upright(image))
+
+
+# ISO base media files (``....ftypBRAND``) of the HEIF family: HEIC, HEIF, AVIF
+HEIF_BRANDS = frozenset(b"heic heix hevc hevx heim heis mif1 msf1 avif avis".split())
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow named no format: a broken HEIF/AVIF (no plugin claims it) or not an image."""
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "corrupt or truncated image: a HEIF/AVIF file that does not decode"
+    return "not an image: no known image format recognised"
 
 
 def _decode_plain_jpeg(data: bytes, min_side: int | None, max_pixels: int) -> Image.Image | None:
