@@ -588,40 +588,46 @@ def _percentiles(values: np.ndarray) -> dict:
     }
 
 
-def study(data: Dataset, store: dict, jobs: int) -> dict:
+@dataclass(frozen=True)
+class Splits:
+    """Training, the Test images of Training's classes, and the blocked folds of Training."""
+
+    train: np.ndarray
+    test: np.ndarray
+    test_all: np.ndarray
+    known: set
+    folds: list
+
+
+def _splits(data: Dataset) -> Splits:
     labels = data.labels
     train = np.nonzero(data.splits == "Training")[0]
     known = set(labels[train].tolist())
     test_all = np.nonzero(data.splits == "Test")[0]
     test = np.asarray([index for index in test_all if labels[index] in known])
-    excluded = sorted(set(labels[test_all].tolist()) - known)
-    folds = blocked_folds(data, train)
-    fit0, held0 = folds[0]
-    runner = Runner(store, labels, jobs)
-    clock = time.perf_counter()
-    current = Config(  # the pipeline's defaults today: 224 px, colour_weight 8, variance 0.95
-        efficientnet_onnx.INPUT_SIZE,
-        PIPELINE_COLOUR,
-        FeaturizeOptions().colour_weight,
-        f"v{RunConfig.pca_variance:g}",
-    )
+    return Splits(train, test, test_all, known, blocked_folds(data, train))
 
+
+def _validation_design(data: Dataset, runner: Runner, splits: Splits) -> dict:
+    """How close held-out frames are to fitted ones, and how discriminative each split is on
+    two reference descriptors: random 20 %, blocks of 20 frames, blocks of BLOCK (used)."""
     from sklearn.model_selection import train_test_split
 
+    train, (fit0, held0) = splits.train, splits.folds[0]
     random_fit, random_held = train_test_split(
-        train, test_size=0.2, stratify=labels[train], random_state=0
+        train, test_size=0.2, stratify=data.labels[train], random_state=0
     )
     validation = {
         "design": f"StratifiedGroupKFold({FOLDS}) over Training, groups = class x rotation x "
         f"blocks of {BLOCK} frame numbers; stage 1 on fold 0, finalists on all {FOLDS} folds",
-        "fold_sizes": [[len(fit), len(held)] for fit, held in folds],
+        "fold_sizes": [[len(fit), len(held)] for fit, held in splits.folds],
         "frame_distance_to_nearest_fitted_frame": {
-            "test_to_training": _percentiles(frame_distances(data, test, train)),
+            "test_to_training": _percentiles(frame_distances(data, splits.test, train)),
             "blocked_fold0_held_to_fit": _percentiles(frame_distances(data, held0, fit0)),
             "random_20pc_held_to_fit": _percentiles(frame_distances(data, random_held, random_fit)),
         },
     }
-    design = []  # how discriminative each validation split is, on two reference descriptors
+    design = []
     reference = [
         (Config(224, PIPELINE_COLOUR, weight, ""), ["v0.95"], [1.0]) for weight in (0.0, 8.0)
     ]
@@ -640,8 +646,31 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
     validation["design_check"] = design
     distances = validation["frame_distance_to_nearest_fitted_frame"]
     print(f"frame distance to the nearest fitted frame: {json.dumps(distances)}", flush=True)
+    return validation
 
-    # -- stage 1: the grid on fold 0 ------------------------------------------------------------
+
+def _best(records: list[dict], **where) -> dict | None:
+    """The best record (top-1, then log-loss) whose config has the ``where`` values."""
+    chosen = [r for r in records if all(getattr(r["config"], k) == v for k, v in where.items())]
+    return max(chosen, key=_key) if chosen else None
+
+
+def _is_pipeline_pca(record: dict) -> bool:
+    """PCA of the pipeline's descriptor (CNN + the pipeline's colour block, weighted)."""
+    config = record["config"]
+    return (
+        config.pca != "raw"
+        and config.colour == PIPELINE_COLOUR
+        and not config.standardise
+        and bool(config.weight)
+    )
+
+
+def _stage1(runner: Runner, splits: Splits, clock: float) -> tuple[list[dict], int, list[str]]:
+    """The grid on fold 0, then the candidate colour descriptors at the best size.
+
+    Returns the records, the best input size and the colour variants tried."""
+    fit0, held0 = splits.folds[0]
     groups = []
     for size in SIZES:
         groups.append((Config(size, None, None, "raw"), ["raw"], RAW_CS))
@@ -653,49 +682,43 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
     stage1 = runner.run(groups, fit0, held0)
     print(f"stage 1 grid: {len(stage1)} fits, {time.perf_counter() - clock:.0f} s", flush=True)
 
-    def best(records, **where):
-        chosen = [r for r in records if all(getattr(r["config"], k) == v for k, v in where.items())]
-        return max(chosen, key=_key) if chosen else None
-
-    pca_pipeline = [
-        r
-        for r in stage1
-        if r["config"].pca != "raw"
-        and r["config"].colour == PIPELINE_COLOUR
-        and not r["config"].standardise
-        and r["config"].weight
-    ]
-    best_size = max(pca_pipeline, key=_key)["config"].size
-    best_setting = max(pca_pipeline, key=_key)["config"].pca
-
-    # -- stage 1b: the candidate colour descriptors, at the best size ---------------------------
-    settings = sorted({best_setting, "v0.95"})
+    top = max((r for r in stage1 if _is_pipeline_pca(r)), key=_key)["config"]
+    settings = sorted({top.pca, "v0.95"})
     variants = [name for name in COLOUR_VARIANTS if name != PIPELINE_COLOUR]
-    groups = [(Config(best_size, name, 1.0, "raw"), ["raw"], [1.0]) for name in variants]
+    groups = [(Config(top.size, name, 1.0, "raw"), ["raw"], [1.0]) for name in variants]
     groups += [
-        (Config(best_size, name, w, ""), settings, STAGE1_C)
+        (Config(top.size, name, w, ""), settings, STAGE1_C)
         for name in variants
         for w in WEIGHTS[1:]
     ]
     stage1 += runner.run(groups, fit0, held0)
     print(f"stage 1b colour variants: {time.perf_counter() - clock:.0f} s", flush=True)
+    return stage1, top.size, variants
 
-    # -- stage 2: finalists on all folds, C tuned -------------------------------------------------
-    pca_all = [r for r in stage1 if r["config"].pca != "raw" and r["config"].size is not None]
+
+def _pca_records(stage1: list[dict]) -> list[dict]:
+    return [r for r in stage1 if r["config"].pca != "raw" and r["config"].size is not None]
+
+
+def _stage2(runner: Runner, splits: Splits, stage1: list[dict], current: Config, clock) -> list:
+    """The finalists (best three, the best of each size, the best other colour, the current
+    defaults) on every fold, for each C of FINAL_CS: one record per config and C."""
+    pca_pipeline = [r for r in stage1 if _is_pipeline_pca(r)]
+    pca_all = _pca_records(stage1)
     finalists = sorted(pca_all, key=_key, reverse=True)[:3]
-    finalists += [best(pca_pipeline, size=size) for size in SIZES]
+    finalists += [_best(pca_pipeline, size=size) for size in SIZES]
     finalists.append(max((r for r in pca_all if r["config"].colour != PIPELINE_COLOUR), key=_key))
     finalists.append({"config": current})
     unique = list(dict.fromkeys(r["config"] for r in finalists if r is not None))
     groups_by_fold = [(config, [config.pca], FINAL_CS) for config in unique]
-    stage2_raw = []
-    for number, (fit, held) in enumerate(folds):
+    per_fold = []
+    for number, (fit, held) in enumerate(splits.folds):
         for record in runner.run(groups_by_fold, fit, held):
-            stage2_raw.append({"fold": number, **record})
+            per_fold.append({"fold": number, **record})
     stage2 = []
     for config in unique:
         for c in FINAL_CS:
-            runs = [r for r in stage2_raw if r["config"] == config and r["C"] == c]
+            runs = [r for r in per_fold if r["config"] == config and r["C"] == c]
             stage2.append(
                 {
                     "config": config,
@@ -708,8 +731,11 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
                 }
             )
     print(f"stage 2 finalists x {FOLDS} folds: {time.perf_counter() - clock:.0f} s", flush=True)
+    return stage2
 
-    # -- the defaults: best mean validation top-1; within TOLERANCE, the faster / smaller ------
+
+def _choose_defaults(stage2: list[dict]) -> tuple[dict, dict]:
+    """The best mean validation top-1; within TOLERANCE, the faster / smaller. (chosen, best)"""
     top = max(stage2, key=_key)
     near = [r for r in stage2 if r["top1"] >= top["top1"] - TOLERANCE]
     simplest = min(
@@ -722,15 +748,20 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
         ),
     )
     chosen = max((r for r in stage2 if r["config"] == simplest["config"]), key=_key)
-    default = chosen["config"]
-    default_c = chosen["C"]
     print(
-        f"defaults: {default.label()} C={default_c:g} (validation {chosen['top1']:.4f}); "
-        f"best was {top['config'].label()} C={top['C']:g} ({top['top1']:.4f})",
+        f"defaults: {chosen['config'].label()} C={chosen['C']:g} (validation "
+        f"{chosen['top1']:.4f}); best was {top['config'].label()} C={top['C']:g} "
+        f"({top['top1']:.4f})",
         flush=True,
     )
+    return chosen, top
 
-    # -- Test, once per row: refit on all of Training -----------------------------------------
+
+def _test_rows(stage1, stage2, chosen: dict, best_size: int, variants, current: Config) -> list:
+    """The Test table's rows: (descriptor, its raw config or None, its PCA record or None)."""
+    default = chosen["config"]
+    pca_pipeline = [r for r in stage1 if _is_pipeline_pca(r)]
+    pca_all = _pca_records(stage1)
     pca_cnn = [
         r
         for r in stage1
@@ -738,24 +769,24 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
     ]
     standardised = [r for r in stage1 if r["config"].standardise]
     defaults_record = {"config": default, **{k: v for k, v in chosen.items() if k != "config"}}
-    rows = [("cnn", Config(size, None, None, "raw"), best(pca_cnn, size=size)) for size in SIZES]
+    rows = [("cnn", Config(size, None, None, "raw"), _best(pca_cnn, size=size)) for size in SIZES]
     rows += [(f"colour {n}", Config(None, n, None, "raw"), None) for n in COLOUR_VARIANTS]
     rows += [
         (
             f"cnn+{PIPELINE_COLOUR}",
             Config(size, PIPELINE_COLOUR, 1.0, "raw"),
-            best(pca_pipeline, size=size),
+            _best(pca_pipeline, size=size),
         )
         for size in SIZES
     ]
     rows += [
-        (f"cnn+{n}", Config(best_size, n, 1.0, "raw"), best(pca_all, colour=n)) for n in variants
+        (f"cnn+{n}", Config(best_size, n, 1.0, "raw"), _best(pca_all, colour=n)) for n in variants
     ]
     rows.append(
         (
             f"cnn+{PIPELINE_COLOUR}, standardised before PCA",
             None,
-            best(standardised, size=best_size),
+            _best(standardised, size=best_size),
         )
     )
     rows = [  # the defaults replace the fold-0 pick in their own row
@@ -770,41 +801,52 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
     ]
     current_record = max((r for r in stage2 if r["config"] == current), key=_key)
     rows.append((f"cnn+{PIPELINE_COLOUR}, current defaults", None, current_record))
+    return rows
+
+
+def _test_table(runner: Runner, splits: Splits, rows, stage1, default: Config) -> list[dict]:
+    """Each row refitted on all of Training and scored once on Test (raw and PCA columns)."""
     test_groups, slots = [], []
     for index, (_, raw_config, pca_record) in enumerate(rows):
         if raw_config is not None:
             fields = ("size", "colour", "weight", "pca")
-            raw_val = best(stage1, **{field: getattr(raw_config, field) for field in fields})
+            raw_val = _best(stage1, **{field: getattr(raw_config, field) for field in fields})
             test_groups.append((raw_config, ["raw"], [raw_val["C"]]))
             slots.append((index, "raw", raw_val))
         if pca_record is not None:
             config = pca_record["config"]
             test_groups.append((config, [config.pca], [pca_record["C"]]))
             slots.append((index, "pca", pca_record))
-    test_results = runner.run(test_groups, train, test)
-    print(f"Test fits: {time.perf_counter() - clock:.0f} s", flush=True)
-
+    test_results = runner.run(test_groups, splits.train, splits.test)
     table = []
     for index, (name, _, _) in enumerate(rows):
         entry = {"descriptor": name, "input_size": None}
         for (slot, kind, val), result in zip(slots, test_results, strict=True):
-            if slot != index:
-                continue
-            config = result["config"]
-            entry["input_size"] = config.size
-            entry[f"validation_top1_{kind}"] = val["top1"]
-            entry[f"validation_folds_{kind}"] = FOLDS if "k_mean" in val else 1
-            entry[f"test_top1_{kind}"] = result["top1"]
-            entry[f"test_errors_{kind}"] = result["errors"]
-            entry[f"C_{kind}"] = result["C"]
-            entry[f"regParam_{kind}"] = result["regParam"]
-            if kind == "pca":
-                entry["colour_weight"] = config.weight
-                entry["pca"] = config.pca
-                entry["k"] = result["k"]
-                entry["default"] = config == default
+            if slot == index:
+                entry.update(_test_entry(kind, val, result, default))
         table.append(entry)
+    return table
 
+
+def _test_entry(kind: str, validation: dict, result: dict, default: Config) -> dict:
+    config = result["config"]
+    entry = {
+        "input_size": config.size,
+        f"validation_top1_{kind}": validation["top1"],
+        f"validation_folds_{kind}": FOLDS if "k_mean" in validation else 1,
+        f"test_top1_{kind}": result["top1"],
+        f"test_errors_{kind}": result["errors"],
+        f"C_{kind}": result["C"],
+        f"regParam_{kind}": result["regParam"],
+    }
+    if kind == "pca":
+        entry.update(
+            colour_weight=config.weight, pca=config.pca, k=result["k"], default=config == default
+        )
+    return entry
+
+
+def _at_defaults(table: list[dict], default: Config) -> dict:
     at_default = {}
     for entry in table:
         if entry.get("default"):
@@ -815,26 +857,49 @@ def study(data: Dataset, store: dict, jobs: int) -> dict:
             at_default["combination_raw"] = entry
         if entry["descriptor"] == f"colour {default.colour}":
             at_default["colour_raw"] = entry
+    return at_default
 
+
+def study(data: Dataset, store: dict, jobs: int) -> dict:
+    """The descriptor study: validation design, the fold-0 grid, finalists on every fold, the
+    defaults chosen on validation, and each descriptor scored once on Test."""
+    splits = _splits(data)
+    runner = Runner(store, data.labels, jobs)
+    clock = time.perf_counter()
+    current = Config(  # the pipeline's defaults today: 224 px, colour_weight 8, variance 0.95
+        efficientnet_onnx.INPUT_SIZE,
+        PIPELINE_COLOUR,
+        FeaturizeOptions().colour_weight,
+        f"v{RunConfig.pca_variance:g}",
+    )
+    validation = _validation_design(data, runner, splits)
+    stage1, best_size, variants = _stage1(runner, splits, clock)
+    stage2 = _stage2(runner, splits, stage1, current, clock)
+    chosen, top = _choose_defaults(stage2)
+    default = chosen["config"]
+    rows = _test_rows(stage1, stage2, chosen, best_size, variants, current)
+    table = _test_table(runner, splits, rows, stage1, default)
+    print(f"Test fits: {time.perf_counter() - clock:.0f} s", flush=True)
+    test_labels = set(data.labels[splits.test_all].tolist())
     return {
-        "test_images": len(test),
-        "test_images_excluded": int(len(test_all) - len(test)),
-        "test_classes_excluded": excluded,
-        "training_images": len(train),
-        "classes": len(known),
+        "test_images": len(splits.test),
+        "test_images_excluded": int(len(splits.test_all) - len(splits.test)),
+        "test_classes_excluded": sorted(test_labels - splits.known),
+        "training_images": len(splits.train),
+        "classes": len(splits.known),
         "validation": validation,
         "stage1_fold0": [_serialise(r) for r in stage1],
         "stage2_all_folds": [_serialise(r) for r in stage2],
         "defaults": {
             **_serialise(chosen),
-            "spark_regParam_full_training": 1.0 / (default_c * len(train)),
+            "spark_regParam_full_training": 1.0 / (chosen["C"] * len(splits.train)),
             "elasticNetParam": 0.0,
             "best_validation_config": _serialise(top),
             "rule": f"max mean {FOLDS}-fold top-1 (then log-loss); within {TOLERANCE:.1%} "
             "prefer the smaller input size, the pipeline's colour descriptor, fewer components",
         },
         "table": table,
-        "at_defaults": at_default,
+        "at_defaults": _at_defaults(table, default),
         "analysis_s": time.perf_counter() - clock,
     }
 
@@ -903,7 +968,7 @@ def main_real_photos(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with Training/ and Test/")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.json"))
@@ -915,16 +980,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grocery", type=Path, help="grocery-store folder: real-photo section")
     parser.add_argument("--photos", type=Path, help="labelled photos (folder per fruit)")
     parser.add_argument("--real-photos-only", action="store_true", help="just that section")
-    args = parser.parse_args(argv)
-    if args.real_photos_only:
-        return main_real_photos(args)
+    return parser
 
-    started = time.perf_counter()
-    data = list_images(args.data)
-    if not data.paths:
-        parser.error(f"no images under {args.data}/{{Training,Test}}/<class>/")
-    specs = [resolve_model(input_size=size) for size in SIZES]
-    print(f"{len(data.paths)} images; model {specs[0].model_id} {specs[0].sha256[:12]}", flush=True)
+
+def _extract_and_time(args: argparse.Namespace, data: Dataset, specs, started: float):
+    """Every size's features (cached) and, unless skipped, the speed of each size."""
     with ProcessPoolExecutor(
         args.jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(specs,)
     ) as pool:
@@ -936,10 +996,12 @@ def main(argv: list[str] | None = None) -> int:
             else measure_speed(data, pool, args.speed_images, args.speed_rounds)
         )
     print(f"speed measured after {time.perf_counter() - started:.0f} s", flush=True)
-    store = extracted.pop("features")
-    for size in SIZES:
-        check_combine(store, size)
-    result = {
+    return extracted, speed
+
+
+def _described(args, data: Dataset, specs, extracted: dict, speed, store: dict) -> dict:
+    """The result's header: data, model, machine, extraction and speed, colour widths."""
+    return {
         "data": str(args.data),
         "images": len(data.paths),
         "model": {
@@ -964,15 +1026,32 @@ def main(argv: list[str] | None = None) -> int:
             name: int(store[f"colour:{name}"].shape[1]) for name in COLOUR_VARIANTS
         },
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.real_photos_only:
+        return main_real_photos(args)
+    started = time.perf_counter()
+    data = list_images(args.data)
+    if not data.paths:
+        parser.error(f"no images under {args.data}/{{Training,Test}}/<class>/")
+    specs = [resolve_model(input_size=size) for size in SIZES]
+    print(f"{len(data.paths)} images; model {specs[0].model_id} {specs[0].sha256[:12]}", flush=True)
+    extracted, speed = _extract_and_time(args, data, specs, started)
+    store = extracted.pop("features")
+    for size in SIZES:
+        check_combine(store, size)
+    result = _described(args, data, specs, extracted, speed, store)
     result["study"] = study(data, store, args.jobs)
     result["table"] = result["study"].pop("table")
     result["runtime_s"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.grocery and args.photos:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
         main_real_photos(args)
         result = json.loads(args.out.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print()
     print(markdown_table(result))
