@@ -46,7 +46,7 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
 from fruitspark import efficientnet_onnx
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, combine, describe_images
-from fruitspark.model import embed, new_session, resolve_model
+from fruitspark.model import DEFAULT_MODEL, embed, new_session, resolve_model
 from fruitspark.pipeline import RunConfig
 from fruitspark.preprocess import COLOUR_SIDE, colour_histogram, resize_square, to_tensor
 from fruitspark.reduce import choose_k, project
@@ -954,17 +954,19 @@ def markdown_table(result: dict) -> str:
 def main_real_photos(args: argparse.Namespace) -> int:
     """Only the real-photo section, merged into the saved result (the studio study is slow)."""
     data = real_photos.list_real(args.data, args.grocery, args.photos)
-    store = real_photos.extract_real(data, args.cache, args.jobs)
-    rows = real_photos.study(data, store)
+    store = real_photos.extract_real(data, args.cache, args.jobs, args.model)
+    rows = real_photos.study(data, store, args.model)
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    measured = {row["model"] for row in rows}  # other models' rows are kept
+    kept = [r for r in result.get("real_photos", {}).get("rows", []) if r["model"] not in measured]
     result["real_photos"] = {
-        "rows": rows,
+        "rows": kept + rows,
         "images": dict(Counter(data.source.tolist())),
         "extraction_s": None if np.isnan(store["extraction_s"]) else float(store["extraction_s"]),
         "load_average_at_end": os.getloadavg(),
     }
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    print(real_photos.markdown(rows))
+    print(real_photos.markdown(result["real_photos"]["rows"]))
     return 0
 
 
@@ -980,6 +982,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--grocery", type=Path, help="grocery-store folder: real-photo section")
     parser.add_argument("--photos", type=Path, help="labelled photos (folder per fruit)")
     parser.add_argument("--real-photos-only", action="store_true", help="just that section")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="real-photo section's model")
     return parser
 
 

@@ -26,6 +26,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ import numpy as np
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.labels import load_label_map
-from fruitspark.model import DEFAULT_PRECISION, new_session, resolve_model
+from fruitspark.model import DEFAULT_MODEL, DEFAULT_PRECISION, new_session, resolve_model
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram
 
 TRAINING_SETS = ("fruits360", "grocery", "both")
@@ -74,8 +75,8 @@ def list_real(fruits360: Path, grocery: Path, photos: Path) -> RealData:
     return RealData(list(columns[0]), *(np.asarray(column) for column in columns[1:]))
 
 
-def _describe_task(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    spec = resolve_model(precision=DEFAULT_PRECISION)
+def _describe_task(model: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    spec = resolve_model(model, precision=DEFAULT_PRECISION)
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     options = FeaturizeOptions(descriptor="cnn", logits=True, threads=1)
     contents = [Path(path).read_bytes() for path in paths]
@@ -84,12 +85,15 @@ def _describe_task(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([result.features for result in results]), np.stack(colour)
 
 
-def extract_real(data: RealData, cache: Path, jobs: int) -> dict[str, np.ndarray]:
-    """``cnn`` (features + logits) and ``colour`` per image, from the cache when present."""
+def extract_real(
+    data: RealData, cache: Path, jobs: int, model: str = DEFAULT_MODEL
+) -> dict[str, np.ndarray]:
+    """``cnn`` (``model``'s features + logits) and ``colour`` per image, from the cache when
+    present."""
     import fruitspark.featurize
     import fruitspark.preprocess
 
-    digest = hashlib.sha256(resolve_model(precision=DEFAULT_PRECISION).sha256.encode())
+    digest = hashlib.sha256(resolve_model(model, precision=DEFAULT_PRECISION).sha256.encode())
     for module in (fruitspark.featurize, fruitspark.preprocess):
         digest.update(Path(module.__file__).read_bytes())
     digest.update("\n".join(data.paths).encode())
@@ -100,7 +104,7 @@ def extract_real(data: RealData, cache: Path, jobs: int) -> dict[str, np.ndarray
     chunks = [data.paths[start : start + 64] for start in range(0, len(data.paths), 64)]
     started = time.perf_counter()
     with ProcessPoolExecutor(jobs) as pool:
-        parts = list(pool.map(_describe_task, chunks))
+        parts = list(pool.map(partial(_describe_task, model), chunks))
     store = {
         "cnn": np.concatenate([part[0] for part in parts]),
         "colour": np.concatenate([part[1] for part in parts]),
@@ -180,7 +184,7 @@ def fit_and_score(
     return scores
 
 
-def study(data: RealData, store: dict) -> list[dict]:
+def study(data: RealData, store: dict, model: str = DEFAULT_MODEL) -> list[dict]:
     try:
         from benchmarks.quality import Dataset, blocked_folds
     except ImportError:  # run as a script
@@ -225,7 +229,7 @@ def study(data: RealData, store: dict) -> list[dict]:
                     )
                 rows.append(
                     {"training": training, "descriptor": name, "classifier": classifier,
-                     "model": f"efficientnet_lite0 {DEFAULT_PRECISION}",
+                     "model": f"{model} {DEFAULT_PRECISION}",
                      **real, **validation, "fit_s": time.perf_counter() - started}
                 )  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)

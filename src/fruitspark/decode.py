@@ -13,17 +13,15 @@ CMYK, draft mode, a file simplejpeg refuses) takes Pillow's path, which also wor
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pi_heif
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-pi_heif.register_heif_opener()  # Pillow opens HEIC/HEIF from here on (decoding only)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold: about 9500 x 9500 px
 
@@ -49,6 +47,8 @@ def decode_image(
     plain = _decode_plain_jpeg(data, min_side, max_pixels)
     if plain is not None:
         return plain
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        _register_heif()
     try:
         with warnings.catch_warnings(), _pillow_limit_at_least(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -74,6 +74,15 @@ def decode_image(
 
 # ISO base media files (``....ftypBRAND``) of the HEIF family: HEIC, HEIF, AVIF
 HEIF_BRANDS = frozenset(b"heic heix hevc hevx heim heis mif1 msf1 avif avis".split())
+
+
+@functools.cache
+def _register_heif() -> None:
+    """Pillow opens HEIC/HEIF from here on, through pi-heif (decoding only); imported at the
+    first such file, so that a run of JPEGs does not pay its import in every Python worker."""
+    import pi_heif
+
+    pi_heif.register_heif_opener()
 
 
 def _unidentified(data: bytes) -> str:
