@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,37 @@ def test_the_logits_block_is_the_models_own_logits():
     np.testing.assert_array_equal(with_logits.features[: spec.feature_dim], without.features)
     assert FeaturizeOptions().feature_dim(spec) == 1280 + 1000 + 288
     assert int(np.argmax(with_logits.features[spec.feature_dim :])) == 954  # ImageNet "banana"
+
+
+def test_a_photo_that_is_not_square_is_described_by_its_two_views_averaged():
+    """pad+crop (the default): the CNN block is the mean of the padded picture's outputs and
+    its centre square's; a square studio shot has one view, the same in either setting."""
+    from fruitspark.featurize import _embed_in_batches
+    from fruitspark.preprocess import model_views, to_tensor
+
+    spec = resolve_model()
+    session = new_session(Path(spec.path).read_bytes(), threads=1)
+    photo = (DATA / "photos" / "banana" / "banana_64.jpg").read_bytes()  # 673 x 421
+    studio = next((DATA / "fruits360-sample" / "Test" / "Lemon").iterdir()).read_bytes()
+    cnn = FeaturizeOptions(descriptor="cnn")
+    both, padded, square, square_padded = (
+        describe_images([image], session, spec, options)[0].features
+        for image, options in (
+            (photo, cnn), (photo, replace(cnn, views="pad")),
+            (studio, cnn), (studio, replace(cnn, views="pad")),
+        )
+    )  # fmt: skip
+    from fruitspark.decode import decode_image
+
+    views = model_views(decode_image(photo, min_side=spec.input_size), spec.input_size)
+    outputs = _embed_in_batches(
+        session, spec, [to_tensor(view, spec.normalisation) for view in views], cnn
+    )
+    assert len(views) == 2
+    np.testing.assert_allclose(both, outputs.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(padded, outputs[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both, padded, atol=1e-3)
+    np.testing.assert_array_equal(square, square_padded)
 
 
 def _grocery_subset(target: Path, fruits=("Banana", "Lemon"), train: int = 8, val: int = 3):

@@ -112,12 +112,14 @@ def test_resume_processes_only_changes_and_equals_a_fresh_run(spark, tmp_path):
         np.testing.assert_allclose(np.abs(after[path]["pca"]), np.abs(row["pca"]), atol=1e-4)
 
 
-def test_resume_refuses_another_descriptor(spark, first_run, subset):
+@pytest.mark.parametrize("change", [{"descriptor": "cnn"}, {"views": "pad"}])
+def test_resume_refuses_another_descriptor_or_views(spark, first_run, subset, change):
     from dataclasses import replace
 
-    output, _ = first_run
+    output, summary = first_run
+    assert summary.model.views == "pad+crop"  # the default, recorded
     config = RunConfig(input=str(subset), output=str(output), resume=True)
-    config = replace(config, featurize=replace(config.featurize, descriptor="cnn"))
+    config = replace(config, featurize=replace(config.featurize, **change))
     with pytest.raises(OutputError, match="cannot resume"):
         run(config, spark)
 

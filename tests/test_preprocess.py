@@ -11,6 +11,7 @@ from fruitspark.preprocess import (
     COLOUR_DIM,
     Normalisation,
     colour_histogram,
+    model_views,
     resize_square,
     square_on_white,
     to_tensor,
@@ -180,3 +181,21 @@ def test_colour_histogram_on_a_green_background():
 def test_colour_histogram_tells_colours_apart():
     red, green = colour_histogram(disc(100)), colour_histogram(disc(100, colour=GREEN))
     assert np.abs(red - green).sum() > 1.5
+
+
+def test_a_landscape_picture_has_a_padded_and_a_centre_square_view():
+    picture = Image.new("RGB", (300, 100), (0, 0, 255))
+    picture.paste((255, 0, 0), (100, 0, 200, 100))  # the middle third red
+    padded, crop = model_views(picture, 50)
+    assert padded.size == crop.size == (50, 50)
+    assert np.asarray(padded)[0, 25].tolist() == [255, 255, 255]  # white bars above and below
+    assert (np.abs(np.asarray(crop, np.int16) - (255, 0, 0)).max(axis=2) <= 8).all()  # the middle
+
+
+def test_a_square_picture_or_pad_alone_has_one_view():
+    square = Image.new("RGB", (80, 80), (10, 200, 10))
+    (only,) = model_views(square, 40)
+    assert only.size == (40, 40)
+    landscape = Image.new("RGB", (120, 80))
+    (padded,) = model_views(landscape, 40, "pad")
+    assert np.asarray(padded).tolist() == np.asarray(resize_square(landscape, 40)).tolist()

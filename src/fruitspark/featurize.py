@@ -18,7 +18,7 @@ import pyarrow as pa
 from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from fruitspark.imagenet_block import embed_with_logits
 from fruitspark.model import ModelSpec, cached_session, embed
-from fruitspark.preprocess import COLOUR_DIM, colour_histogram, resize_square, to_tensor
+from fruitspark.preprocess import COLOUR_DIM, VIEWS, colour_histogram, model_views, to_tensor
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
 from fruitspark.sparkenv import counter, ship_file
 
@@ -73,11 +73,22 @@ class FeaturizeOptions:
             "group": "model",
         },
     )
+    views: str = field(
+        default=VIEWS[0],
+        metadata={
+            "help": "model inputs of a picture that is not square: padded on white, and "
+            "(pad+crop) its centred square, their CNN outputs averaged",
+            "group": "model",
+            "choices": VIEWS,
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}, not {self.views!r}")
 
     def feature_dim(self, spec: ModelSpec) -> int:
         cnn = spec.feature_dim + (spec.logits_dim if self.logits else 0)
@@ -95,8 +106,10 @@ class ImageResult:
 def describe_images(
     contents: Sequence[bytes | None], session, spec: ModelSpec, options: FeaturizeOptions
 ) -> list[ImageResult]:
-    """Decode, preprocess and embed a batch; a bad image becomes an error result, never a raise."""
-    prepared: list[tuple[int, int, np.ndarray, np.ndarray] | str] = []
+    """Decode, preprocess and embed a batch; a bad image becomes an error result, never a raise.
+
+    A picture's CNN block is the mean of its views' outputs (``options.views``)."""
+    prepared: list[tuple[int, int, list[np.ndarray], np.ndarray] | str] = []
     for content in contents:
         try:
             image = decode_image(
@@ -105,20 +118,21 @@ def describe_images(
         except DecodeError as error:
             prepared.append(str(error))
             continue
-        tensor = to_tensor(resize_square(image, spec.input_size), spec.normalisation)
-        prepared.append((*image.size, tensor, colour_histogram(image)))
+        views = model_views(image, spec.input_size, options.views)
+        tensors = [to_tensor(view, spec.normalisation) for view in views]
+        prepared.append((*image.size, tensors, colour_histogram(image)))
     good = [item for item in prepared if not isinstance(item, str)]
-    cnn = _embed_in_batches(session, spec, [item[2] for item in good], options)
+    cnn = _embed_in_batches(session, spec, [t for item in good for t in item[2]], options)
     results: list[ImageResult] = []
     position = 0
     for item in prepared:
         if isinstance(item, str):
             results.append(ImageResult(None, None, None, item))
             continue
-        width, height, _, colour = item
-        features = combine(cnn[position] if cnn is not None else None, colour, options)
-        results.append(ImageResult(width, height, features, None))
-        position += 1
+        width, height, tensors, colour = item
+        block = None if cnn is None else cnn[position : position + len(tensors)].mean(axis=0)
+        results.append(ImageResult(width, height, combine(block, colour, options), None))
+        position += len(tensors)
     return results
 
 

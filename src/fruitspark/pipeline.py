@@ -570,6 +570,7 @@ def model_info(config: RunConfig, spec: ModelSpec, options: FeaturizeOptions) ->
         descriptor=options.descriptor,
         colour_weight=options.colour_weight,
         logits=options.logits,
+        views=options.views,
     )
 
 
@@ -633,7 +634,7 @@ def _reusable_rows(context: RunContext, listing):
             f"cannot resume: the previous output was made in {before.precision}, this run is "
             f"{now.precision}; features of both must not mix (use --overwrite)"
         )
-    compared = ("sha256", "input_size", "descriptor", "colour_weight", "logits")
+    compared = ("sha256", "input_size", "descriptor", "colour_weight", "logits", "views")
     if any(getattr(before, name) != getattr(now, name) for name in compared):
         raise OutputError(
             "cannot resume: the previous output was made with another model or descriptor; "

@@ -58,6 +58,7 @@ def predict(model_dir: str, images: list[str], *, top_k: int = 5) -> list[Predic
         descriptor=described.descriptor,
         colour_weight=described.colour_weight,
         logits=described.logits,
+        views=described.views,
     )
     pca = np.load(io.BytesIO(_load(model_dir, PCA_NPZ)))
     classifier = np.load(io.BytesIO(_load(model_dir, CLASSIFIER_NPZ)))

@@ -3,6 +3,11 @@
 Aspect policy: the picture is padded to a square on white, then resized to the model's input. A
 phone photo keeps the whole fruit (a centre crop would cut it), and the padding matches the white
 background of Fruits-360, the domain the pipeline is tuned on; a square picture is only resized.
+A picture that is not square has a second view by default (``VIEWS``): its centred square, the
+framing ImageNet models were trained on, which fills the input with the photo instead of white
+bars; the network's outputs of both views are averaged (``featurize.describe_images``). Measured
+on shop photos (README, "Real photos"): +1.8 to +3.6 points on grocery-store val, +0.3 to +0.4
+on a 5-fold split of grocery train, for twice the model's work on those pictures only.
 """
 
 from __future__ import annotations
@@ -50,6 +55,22 @@ def resize_square(image: Image.Image, size: int) -> Image.Image:
     if square.size == (size, size):
         return square
     return square.resize((size, size), Image.Resampling.BILINEAR)
+
+
+VIEWS = ("pad+crop", "pad")  # the default first
+
+
+def model_views(image: Image.Image, size: int, views: str = VIEWS[0]) -> list[Image.Image]:
+    """The model inputs of one picture: padded to a square, and for ``pad+crop`` its centred
+    square too, unless the picture is square (both views would be the same)."""
+    padded = resize_square(image, size)
+    width, height = image.size
+    if views == "pad" or width == height:
+        return [padded]
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    crop = image.crop((left, top, left + side, top + side))
+    return [padded, crop.resize((size, size), Image.Resampling.BILINEAR)]
 
 
 def to_tensor(image: Image.Image, normalisation: Normalisation) -> np.ndarray:

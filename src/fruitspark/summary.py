@@ -61,6 +61,7 @@ class ModelInfo:
     descriptor: str = "both"
     colour_weight: float = 0.0
     logits: bool = False  # the ImageNet logits block (outputs before it had none)
+    views: str = "pad"  # FeaturizeOptions.views (outputs before it had the padded view only)
 
 
 @dataclass(frozen=True)
