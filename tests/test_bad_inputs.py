@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pi_heif
 import pyarrow.parquet as pq
 import pytest
 from badinputs import EXIF_ROTATED, OK, OUTSIDE_ROOT, SYMLINK, make_bad_inputs
@@ -110,7 +111,9 @@ def expectations(expected: dict[str, str | None], *, follow_symlinks: bool) -> d
 
 
 def upright_size(path: Path, relative: str) -> tuple[int, int]:
-    """The picture's size as its header says, turned for the EXIF-rotated one."""
+    """The picture's size as its header says, turned for the EXIF-rotated one (HEIC's header
+    size, read through pi-heif, is already upright: the rotation is the file's own)."""
+    pi_heif.register_heif_opener()
     with Image.open(path) as raw:
         width, height = raw.size
     return (height, width) if relative == EXIF_ROTATED else (width, height)
