@@ -5,20 +5,26 @@ from __future__ import annotations
 from fruitspark import session
 
 
-def _java_options(monkeypatch, value: str | None, log_level: str | None = None) -> str:
+def _java_options(
+    monkeypatch, value: str | None, log_level: str | None = None, jit: session.Jit = "c1"
+) -> str:
     if value is None:
         monkeypatch.delenv("FRUITSPARK_JVM_OPTIONS", raising=False)
     else:
         monkeypatch.setenv("FRUITSPARK_JVM_OPTIONS", value)
-    builder = session._local_builder("local[1]", "test", log_level, {})
+    builder = session._local_builder("local[1]", "test", log_level, {}, jit)
     return builder._options.get("spark.driver.extraJavaOptions", "")
 
 
-def test_local_jvm_stops_the_jit_at_c1_unless_told(monkeypatch):
-    """C1 by default (a fixed ~14 s of C2 compiling saved per run); the variable replaces it."""
-    assert session.JVM_OPTIONS in _java_options(monkeypatch, None)
+def test_a_run_stops_the_jit_at_c1_other_sessions_keep_c2_unless_told(monkeypatch):
+    """C1 for ``fruitspark run`` (a fixed ~14 s of C2 compiling saved); tiered, with C2, for
+    sessions that may run Spark ML (its Vector API code is 20-50x slower under C1); the
+    variable replaces either."""
+    c1 = session.JVM_OPTIONS["c1"]
+    assert "TieredStopAtLevel=1" in c1 and c1 in _java_options(monkeypatch, None)
+    assert "TieredStopAtLevel" not in _java_options(monkeypatch, None, jit="tiered")
     assert "log4j2.configurationFile" in _java_options(monkeypatch, None)
-    assert session.JVM_OPTIONS not in _java_options(monkeypatch, "")
+    assert c1 not in _java_options(monkeypatch, "")
     chosen = _java_options(monkeypatch, "-Xss4m", log_level="INFO")
     assert chosen == f"-Xss4m {session.netlib_options()}".strip()
 

@@ -49,10 +49,10 @@ def plain_session(master: str) -> dict:
 
 
 def bare_session(master: str) -> dict:
-    """Start a session as fruitspark does, run one tiny job, stop (called in a fresh process)."""
+    """Start a session as ``fruitspark run`` does, run one tiny job, stop (in a fresh process)."""
     from fruitspark.session import spark_session
 
-    spark = spark_session(master)
+    spark = spark_session(master, jit="c1")
     rows = spark.range(10).count()
     spark.stop()
     return {"rows": rows}

@@ -104,7 +104,7 @@ def command_run(args: argparse.Namespace) -> int:
     from fruitspark.pipeline import run
 
     config = build(RunConfig, args)
-    summary = run(config, master=args.master)
+    summary = run(config, master=args.master, jit="c1")  # a run's session does no Spark ML
     _print_summary(summary)
     if config.report:
         print(f"Report: {summary.output.rstrip('/')}/{REPORT}")

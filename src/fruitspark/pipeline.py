@@ -46,6 +46,7 @@ from fruitspark.reduce import (
     fit_features,
     save_spark_model,
 )
+from fruitspark.session import Jit
 from fruitspark.sources import (
     InputSpec,
     SourceError,
@@ -274,11 +275,14 @@ def stage(
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run(config: RunConfig, spark=None, *, master: str | None = None) -> Summary:
+def run(
+    config: RunConfig, spark=None, *, master: str | None = None, jit: Jit = "tiered"
+) -> Summary:
     """Run the job and return its summary (also written to ``OUTPUT/summary.json``).
 
     ``spark`` is an existing session (a notebook's, spark-submit's), left as found; without it
-    one is made on ``master`` once the model and the local paths are known to be usable.
+    one is made on ``master`` (with ``jit``'s compilers, ``session.JVM_OPTIONS``) once the model
+    and the local paths are known to be usable.
     """
     from fruitspark.session import spark_session
 
@@ -286,7 +290,7 @@ def run(config: RunConfig, spark=None, *, master: str | None = None) -> Summary:
     with ExitStack() as cleanup:
         if prepared.lock is not None:
             cleanup.callback(prepared.lock.release)
-        spark = spark or spark_session(master)
+        spark = spark or spark_session(master, jit=jit)
         cleanup.enter_context(sparkenv.session_as_found(spark, RUN_CONFS))
         context = start(prepared, spark, cleanup)
         listed = list_images(context)

@@ -10,22 +10,30 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from fruitspark import class_archive
 
 DEFAULT_MASTER = "local[*,4]"  # all cores; a failed task is retried up to 4 times, as on a cluster
 QUIET_LOGGERS = ("py4j", "pyspark")
 LOG_CONFIG = Path(__file__).parent / "conf" / "log4j2.properties"
-# HotSpot's optimising compiler (C2) spent about 14 s of CPU compiling Spark's code in a
-# 1,500-image run, more than all the JVM's per-image work; stopping at C1 costs about 1 s and its
-# code is barely slower here, where the JVM only moves bytes (benchmarks/sections/steps.py).
-# Stopped at C1, HotSpot sizes its code cache as for C1 alone, 48 MB: evaluate's hundreds of
-# model fits generate enough Spark code to fill it ("CodeCache is full. Compiler has been
-# disabled", seen in `fruitspark demo`), after which new code runs interpreted; 240 MB is the
-# tiered default.
+# Which JIT a local JVM gets. HotSpot's optimising compiler (C2) spent about 14 s of CPU
+# compiling Spark's code in a 1,500-image run, more than all the JVM's per-image work; stopping
+# at C1 costs about 1 s and its code is barely slower where the JVM only moves bytes
+# (benchmarks/sections/steps.py). But Spark ML's linear algebra (evaluate's logistic regression)
+# runs through the JDK's Vector API, which only C2 turns into SIMD code: under C1 one L-BFGS
+# iteration over 4,000 x 2,800 features took 15-18 s, against 0.3-0.8 s tiered (measured
+# 2026-12-01). So ``fruitspark run`` asks for "c1" and every other session (evaluate, demo,
+# report, the Python API, a notebook's) gets the JVM's tiered default. Stopped at C1, HotSpot
+# sizes its code cache as for C1 alone, 48 MB, which Spark's generated code can fill ("CodeCache
+# is full. Compiler has been disabled"); 240 MB is the tiered default.
 # FRUITSPARK_JVM_OPTIONS replaces these (empty: the JVM's defaults), and turns off the driver's
 # class archive (fruitspark.class_archive: Spark's classes mapped from disk, seconds per start).
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+Jit = Literal["tiered", "c1"]
+JVM_OPTIONS: dict[str, str] = {
+    "tiered": "",
+    "c1": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m",
+}
 # Spark 4's lower() maps case through ICU by default, whose first use loads break-iterator rules
 # and dictionaries: about 1 ms per image of JVM CPU in a 1,500-image featurize stage (the split
 # column, sources.split_expr). Its input is ASCII split names, which the JVM's mapping lowers
@@ -38,8 +46,11 @@ LOCAL_CONF = {"spark.sql.icu.caseMappings.enabled": "false"}
 NETLIB = ("blas", "lapack", "arpack")
 
 
-def spark_session(master: str | None = None, *, app_name: str = "fruitspark", conf=None):
-    """The active session, or a new one on ``master`` (default: local mode on every core)."""
+def spark_session(
+    master: str | None = None, *, app_name: str = "fruitspark", conf=None, jit: Jit = "tiered"
+):
+    """The active session, or a new one on ``master`` (default: local mode on every core);
+    ``jit`` chooses a new local JVM's compilers (see JVM_OPTIONS)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -52,7 +63,7 @@ def spark_session(master: str | None = None, *, app_name: str = "fruitspark", co
         # Launched by spark-submit: master, Python and resources are the cluster's to choose.
         session = SparkSession.builder.appName(app_name).getOrCreate()
     else:
-        session = _local_builder(master, app_name, log_level, conf or {}).getOrCreate()
+        session = _local_builder(master, app_name, log_level, conf or {}, jit).getOrCreate()
     for key, value in SESSION_CONF.items():
         session.conf.set(key, value)
     session.sparkContext.setLogLevel(log_level or "ERROR")
@@ -65,7 +76,9 @@ SESSION_CONF = {
 }
 
 
-def _local_builder(master: str | None, app_name: str, log_level: str | None, conf: dict):
+def _local_builder(
+    master: str | None, app_name: str, log_level: str | None, conf: dict, jit: Jit = "tiered"
+):
     """A session started here: executors run this very interpreter, Spark's logging is quiet."""
     from pyspark.sql import SparkSession
 
@@ -80,7 +93,7 @@ def _local_builder(master: str | None, app_name: str, log_level: str | None, con
         .config("spark.driver.memory", memory)
     )
     chosen = os.environ.get("FRUITSPARK_JVM_OPTIONS")
-    java = f"{JVM_OPTIONS if chosen is None else chosen} {netlib_options()}".strip()
+    java = f"{JVM_OPTIONS[jit] if chosen is None else chosen} {netlib_options()}".strip()
     if not log_level:
         java = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {java}".strip()
     archive = class_archive.driver_options(memory) if chosen is None else ""
