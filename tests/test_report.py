@@ -112,6 +112,11 @@ def _summary(root: Path, table: pa.Table, accounting_ok: bool = True) -> dict:
             "sha256": "ab" * 32,
             "input_size": 224,
             "feature_dim": 1280,
+            "precision": "int8",
+            "descriptor": "both",
+            "logits": True,
+            "colour_weight": 8.0,
+            "views": "pad+crop",
         },
         "pca": {
             "k": 3,
@@ -337,8 +342,11 @@ def test_counts_and_run_summary_are_shown(report: tuple[Path, str]) -> None:
     assert cards["top-5 accuracy"] == "98.8%"
     page = _parse(html)
     assert "accounting OK" in page.text_by_id["accounting"]
-    for text in ("efficientnet-lite0", "local[4]", "4.0.1", "variance &gt;= 0.8", "3.7 images/s"):
+    shown = ("efficientnet-lite0, int8", "local[4]", "4.0.1", "variance &gt;= 0.8", "3.7 images/s")
+    for text in shown:
         assert text in html
+    assert "CNN features + ImageNet logits + colour histogram (weight 8)" in html
+    assert "its centre square (averaged)" in html
     assert "finished 2025-01-02 10:02:05 UTC" in html
     stages = re.search(r'<table class="stages">(.*?)</table>', html, re.DOTALL)
     assert stages is not None

@@ -415,13 +415,31 @@ def _run_rows(summary: dict[str, Any], features: pa.Table) -> list[tuple[str, st
         ("finished", _timestamp(summary["finished_at"])),
         ("fruitspark", summary["fruitspark_version"]),
         ("Spark", f"{spark['version']} on {spark['master']}"),
-        ("model", model["id"]),
+        ("model", f"{model['id']}, {model.get('precision', 'fp32')}"),
         ("model sha256", model["sha256"]),
-        ("model input", f"{model['input_size']}{_TIMES}{model['input_size']} px"),
+        ("model input", f"{model['input_size']}{_TIMES}{model['input_size']} px, {_views(model)}"),
+        ("descriptor", _descriptor(model)),
         ("feature dimension", f"{model['feature_dim']:,}"),
         ("PCA", f"k = {pca['k']} ({describe_rule(load_summary(summary).pca)})"),
         ("image size", _typical_size(features)),
     ]
+
+
+def _views(model: dict[str, Any]) -> str:
+    if model.get("views", "pad") == "pad":
+        return "padded to a square on white"
+    return "padded on white and, for a picture that is not square, its centre square (averaged)"
+
+
+def _descriptor(model: dict[str, Any]) -> str:
+    """The blocks that feed PCA, as FeaturizeOptions names them."""
+    descriptor = model.get("descriptor", "both")
+    blocks = [] if descriptor == "colour" else ["CNN features"]
+    if model.get("logits") and blocks:
+        blocks.append("ImageNet logits")
+    if descriptor != "cnn":
+        blocks.append(f"colour histogram (weight {model.get('colour_weight', 0):g})")
+    return " + ".join(blocks)
 
 
 def _typical_size(features: pa.Table) -> str:
