@@ -80,9 +80,13 @@ def test_the_first_command_writes_the_archive_and_the_next_jvm_maps_it(tmp_path)
     probe = (
         "from pyspark import SparkContext; from fruitspark.session import spark_session\n"
         "spark = spark_session('local[1]'); spark.range(3).count()\n"
-        "print(open(f'/proc/{SparkContext._gateway.proc.pid}/maps').read())"
+        "pid = SparkContext._gateway.proc.pid\n"
+        "print(open(f'/proc/{pid}/cmdline').read().replace(chr(0), ' '))\n"
+        "print(open(f'/proc/{pid}/maps').read())"
     )
     second = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     assert str(archive) in second.stdout
+    # the Python API's JVM keeps the tiered JIT (Spark ML needs C2); only `run`'s stops at C1
+    assert "SharedArchiveFile" in second.stdout and "TieredStopAtLevel" not in second.stdout
