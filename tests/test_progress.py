@@ -39,6 +39,18 @@ def test_a_log_gets_a_line_per_decile_with_rate_and_eta(spark):
     assert done == sorted(done) and "\r" not in log.getvalue()
 
 
+def test_a_log_of_tasks_whose_total_grows_gets_a_line_every_few_seconds(spark):
+    """evaluate's jobs come one after another, so the total grows with them: a log still hears
+    of every few seconds of progress, not of deciles it never reaches."""
+    log = io.StringIO()
+    with watch(spark, "evaluate", stream=log, every=0.05, log_every=0.3):
+        for _ in range(4):
+            _slow_job(spark, partitions=2, seconds=0.25)
+    lines = log.getvalue().splitlines()
+    done = [int(line.split("|")[-1].split("/")[0]) for line in lines]
+    assert len(lines) >= 3 and done == sorted(done) and done[-1] == 8, lines
+
+
 def test_a_terminal_gets_a_live_bar_and_the_job_group_is_put_back(spark):
     context = spark.sparkContext
     context.setJobGroup("users-group", "the user's own description")

@@ -11,8 +11,10 @@ driver, so the executors pay nothing:
 
 With ``total`` the bar counts items (images), scaled from the share of tasks completed; without
 it, it counts tasks, whose total grows as Spark plans the stage's jobs. ``tqdm.auto`` draws a
-widget in Jupyter (with ipywidgets) and a text bar elsewhere; in a log (not a terminal) one line
-is written per 10 %. ``TQDM_DISABLE=1`` turns every bar off.
+widget in Jupyter (with ipywidgets) and a text bar elsewhere; in a log (not a terminal, e.g. an
+EMR step's) one line is written per 10 % of a known total, or, counting tasks whose total grows
+(evaluate's thousands of solver jobs), one every ``log_every`` seconds while tasks complete.
+``TQDM_DISABLE=1`` turns every bar off.
 """
 
 from __future__ import annotations
@@ -63,11 +65,12 @@ def watch(
     group: str | None = None,
     stream: TextIO | None = None,
     every: float = 0.5,
+    log_every: float = 30.0,
 ) -> Iterator[None]:
     """Show the progress of the Spark jobs run inside the block (see the module's docstring)."""
     stream = stream or sys.stderr
     with _task_counter(spark, group or f"fruitspark-{stage}-{time.monotonic_ns()}") as count:
-        bar = _Bar(stage, total, unit, stream)
+        bar = _Bar(stage, total, unit, stream, log_every)
         stop = threading.Event()
 
         def poll() -> None:
@@ -113,11 +116,13 @@ def tracked(stage: str) -> Callable:
 class _Bar:
     """A tqdm bar on a terminal or in a notebook; one line per decile in a log."""
 
-    def __init__(self, stage: str, total: int | None, unit: str, stream: TextIO) -> None:
-        self.stage, self.total, self.stream = stage, total, stream
+    def __init__(
+        self, stage: str, total: int | None, unit: str, stream: TextIO, log_every: float = 30.0
+    ) -> None:
+        self.stage, self.total, self.stream, self.log_every = stage, total, stream, log_every
         self.unit = unit if total is not None else "tasks"
-        self.started = time.monotonic()
-        self.logged_decile = 0
+        self.started = self.logged_at = time.monotonic()
+        self.logged_decile = self.logged_done = 0
         interactive = stream.isatty() or (stream is sys.stderr and in_notebook())
         self.bar = (
             _bar_class(stream)(total=total, desc=stage, unit=self.unit, file=stream, leave=True)
@@ -135,6 +140,10 @@ class _Bar:
         if self.bar is not None:
             self.bar.total = total
             self.bar.update(done - self.bar.n)
+        elif self.total is None:  # a growing total: deciles mean nothing, time does
+            if done > self.logged_done and time.monotonic() - self.logged_at >= self.log_every:
+                self.logged_done, self.logged_at = done, time.monotonic()
+                self._log(done, total)
         elif total and (decile := 10 * done // total) > self.logged_decile and done < total:
             self.logged_decile = decile
             self._log(done, total)
