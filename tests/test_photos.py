@@ -84,6 +84,7 @@ def test_the_logits_block_is_the_models_own_logits():
 def test_a_photo_that_is_not_square_is_described_by_its_two_views_averaged():
     """pad+crop (the default): the CNN block is the mean of the padded picture's outputs and
     its centre square's; a square studio shot has one view, the same in either setting."""
+    from fruitspark.decode import decode_image
     from fruitspark.featurize import _embed_in_batches
     from fruitspark.preprocess import model_views, to_tensor
 
@@ -99,8 +100,6 @@ def test_a_photo_that_is_not_square_is_described_by_its_two_views_averaged():
             (studio, cnn), (studio, replace(cnn, views="pad")),
         )
     )  # fmt: skip
-    from fruitspark.decode import decode_image
-
     views = model_views(decode_image(photo, min_side=spec.input_size), spec.input_size)
     outputs = _embed_in_batches(
         session, spec, [to_tensor(view, spec.normalisation) for view in views], cnn

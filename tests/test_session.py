@@ -39,13 +39,17 @@ def test_local_session_lowers_case_without_icu(monkeypatch):
     assert mine._options["spark.sql.icu.caseMappings.enabled"] == "true"
 
 
-def test_netlib_looks_only_for_native_libraries_the_machine_has(monkeypatch):
-    """Without a system BLAS, netlib's JNI would print a dlopen failure in every evaluate."""
-    monkeypatch.setattr(session.ctypes.util, "find_library", lambda name: None)
-    options = _java_options(monkeypatch, None)
-    for name in session.NETLIB:
-        assert f"-Ddev.ludovic.netlib.{name}.allowNative=false" in options
-    found = {"blas": "libblas.so.3"}
-    monkeypatch.setattr(session.ctypes.util, "find_library", found.get)
-    options = _java_options(monkeypatch, "")
-    assert "netlib.blas.allowNative" not in options and "netlib.lapack.allowNative" in options
+def test_netlib_looks_only_for_native_libraries_the_machine_has(monkeypatch, tmp_path):
+    """Without a system BLAS, netlib's JNI would print a dlopen failure in every evaluate; a
+    library the loader would find (here on LD_LIBRARY_PATH) is left for netlib to load."""
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    cached = session._loadable_libraries()
+    before = session.netlib_options()
+    for name, soname in session.NETLIB.items():
+        assert (f"netlib.{name}.allowNative=false" in before) == (soname not in cached)
+    assert before in _java_options(monkeypatch, None)
+    (tmp_path / "libblas.so.3").write_bytes(b"")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{tmp_path}:/no/such/folder")
+    after = session.netlib_options()
+    assert "netlib.blas.allowNative" not in after
+    assert ("netlib.lapack.allowNative" in after) == ("netlib.lapack.allowNative" in before)

@@ -47,7 +47,7 @@ def decode_image(
     plain = _decode_plain_jpeg(data, min_side, max_pixels)
     if plain is not None:
         return plain
-    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+    if _is_heif_family(data):
         _register_heif()
     try:
         with warnings.catch_warnings(), _pillow_limit_at_least(max_pixels):
@@ -85,9 +85,13 @@ def _register_heif() -> None:
     pi_heif.register_heif_opener()
 
 
+def _is_heif_family(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
 def _unidentified(data: bytes) -> str:
     """Why Pillow named no format: a broken HEIF/AVIF (no plugin claims it) or not an image."""
-    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+    if _is_heif_family(data):
         return "corrupt or truncated image: a HEIF/AVIF file that does not decode"
     return "not an image: no known image format recognised"
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fruitspark import sparkenv
 from fruitspark.layout import CLASSIFIER, CLASSIFIER_NPZ, EVALUATION, FEATURES, PREDICTIONS, SUMMARY
 from fruitspark.progress import tracked
+
+if TYPE_CHECKING:
+    from fruitspark.summary import Summary
 
 MAX_MISCLASSIFIED = 48
 WORST_CLASSES = 12
@@ -114,28 +118,27 @@ def softmax_top_k(
 class _Data:
     """What evaluate works on: the output's description, its indexed train and test rows."""
 
-    described: object  # summary.Summary
+    described: Summary
     train: object  # DataFrame: split = train, with the class index ``target``
     test: object  # DataFrame: test images of a known class or fruit
     test_all: object  # DataFrame: every test image
     labels: list[str]
     fruit_of: list[str]  # the fruit of each class, by index
+    class_counts: dict[str, int]  # training images per class
     options: EvaluateOptions  # the grid without candidates that repeat others
 
 
 @tracked("evaluate")
 def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) -> dict:
     """Choose by CV on ``split = train``, test on ``split = test``; write the evaluation."""
-    from fruitspark.labels import load_label_map
     from fruitspark.session import spark_session
     from fruitspark.storage import Storage
 
     options = options or EvaluateOptions()
-    label_map = load_label_map(options.label_map) if options.label_map else None
     spark = spark or spark_session()
     storage = Storage(spark, output)
-    data = _data(spark, storage, output, options, label_map)
-    train, folds = _with_weights_and_folds(data.train, options.folds)
+    data = _data(spark, storage, output, options)
+    train, folds = _with_weights_and_folds(data.train, options.folds, data.class_counts)
     # A task a core: the folds' shuffles leave ~200 partitions of a few dozen rows, and every
     # solver iteration of every candidate would pay that many tasks
     train = train.coalesce(max(1, sparkenv.parallelism(spark))).cache()
@@ -151,16 +154,17 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     return report
 
 
-def _data(spark, storage, output: str, options: EvaluateOptions, label_map) -> _Data:
+def _data(spark, storage, output: str, options: EvaluateOptions) -> _Data:
     """The output's rows split in train and test, classes indexed from train; refused without
     both splits."""
     from pyspark.ml.feature import StringIndexer
     from pyspark.sql import functions as F
 
-    from fruitspark.labels import coarse_label_expr, fruit_of_classes
+    from fruitspark.labels import coarse_label_expr, fruit_of_classes, load_label_map
     from fruitspark.output import OutputError
     from fruitspark.summary import load as load_summary
 
+    label_map = load_label_map(options.label_map) if options.label_map else None
     if not storage.exists(SUMMARY):
         raise OutputError(f"{output} is not a complete fruitspark output (no {SUMMARY})")
     described = load_summary(storage.read_bytes(SUMMARY))
@@ -178,8 +182,13 @@ def _data(spark, storage, output: str, options: EvaluateOptions, label_map) -> _
             f"{output} needs images in both a train and a test split "
             "(folders named Training/train and Test/test) to evaluate"
         )
-    pruned = _without_duplicate_candidates(options, [r["count"] for r in pairs])
-    return _Data(described, indexer.transform(train), test, test_all, labels, fruit_of, pruned)
+    class_counts = Counter()
+    for row in pairs:
+        class_counts[row["label"]] += row["count"]
+    pruned = _without_duplicate_candidates(options, list(class_counts.values()))
+    return _Data(
+        described, indexer.transform(train), test, test_all, labels, fruit_of, class_counts, pruned
+    )
 
 
 def _report(data: _Data, predictions, trained: int, selection: dict, options) -> dict:
@@ -280,20 +289,19 @@ def by_input(predictions, inputs: list[str]) -> dict:
     }
 
 
-def _with_weights_and_folds(train, folds: int):
+def _with_weights_and_folds(train, folds: int, counts: dict[str, int]):
     """Unit and balanced (n / (classes * count)) weights, and a fold per label x file-number run.
 
     Files named with consecutive numbers (``r_120_100.jpg``, ``Avocado_013.jpg``: the first number
     counts) are frames of one rotation or one shop visit: a run of FILE_RUN numbers stays in one
     fold, so validation images are not near-copies of training ones. Names without a number fall
     back to the whole name. The runs are dealt to the folds in turn, so no fold is empty; a train
-    split of fewer runs than ``folds`` gets as many folds as it has runs. Returns the rows and
-    the fold count.
+    split of fewer runs than ``folds`` gets as many folds as it has runs. ``counts``: training
+    images per class. Returns the rows and the fold count.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    counts = {row["label"]: row["count"] for row in train.groupBy("label").count().collect()}
     total, classes = sum(counts.values()), len(counts)
     balanced = F.create_map(
         *[

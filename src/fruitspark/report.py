@@ -36,7 +36,7 @@ from markupsafe import Markup
 from pyarrow.fs import FileSystem
 
 from fruitspark.decode import decode_image
-from fruitspark.summary import describe_rule
+from fruitspark.summary import ModelInfo, Summary, describe_rule
 from fruitspark.summary import load as load_summary
 
 FEATURE_COLUMNS = ["path", "label", "split", "width", "height", "pca", "error"]
@@ -98,7 +98,8 @@ def render_report(
     summary: dict[str, Any], features: pa.Table, evaluation: dict[str, Any] | None = None
 ) -> str:
     """The report page as a string, from the parsed run files (see :func:`write_report`)."""
-    summary = load_summary(summary).to_dict()  # any schema version, typed and complete
+    described = load_summary(summary)  # any schema version, typed and complete
+    summary = described.to_dict()
     explained = [float(v) for v in summary["pca"]["explained_variance"]]
     figures: dict[str, go.Figure] = {}
     notes: dict[str, str] = {}
@@ -113,10 +114,10 @@ def render_report(
 
     context: dict[str, Any] = {
         "summary": summary,
-        "pca_rule": describe_rule(load_summary(summary).pca),
+        "pca_rule": describe_rule(described.pca),
         "finished": _timestamp(summary["finished_at"]),
         "cards": _cards(summary, evaluation),
-        "run_rows": _run_rows(summary, features),
+        "run_rows": _run_rows(described, features),
         "accounting": summary["accounting"],
         "stages": _stages(summary["stages"], wall_seconds(summary)),
         "reasons": sorted(summary["errors_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
@@ -403,42 +404,39 @@ def _cards(summary: dict[str, Any], evaluation: dict[str, Any] | None) -> list[d
     return cards
 
 
-def _run_rows(summary: dict[str, Any], features: pa.Table) -> list[tuple[str, str]]:
+def _run_rows(summary: Summary, features: pa.Table) -> list[tuple[str, str]]:
     """Provenance: what ran, on what, with which model."""
-    model = summary["model"]
-    spark = summary["spark"]
-    pca = summary["pca"]
+    model, spark, size = summary.model, summary.spark, summary.model.input_size
     return [
-        ("input", summary["input"]),
-        ("output", summary["output"]),
-        ("started", _timestamp(summary["started_at"])),
-        ("finished", _timestamp(summary["finished_at"])),
-        ("fruitspark", summary["fruitspark_version"]),
-        ("Spark", f"{spark['version']} on {spark['master']}"),
-        ("model", f"{model['id']}, {model.get('precision', 'fp32')}"),
-        ("model sha256", model["sha256"]),
-        ("model input", f"{model['input_size']}{_TIMES}{model['input_size']} px, {_views(model)}"),
+        ("input", summary.input),
+        ("output", summary.output),
+        ("started", _timestamp(summary.started_at)),
+        ("finished", _timestamp(summary.finished_at)),
+        ("fruitspark", summary.fruitspark_version),
+        ("Spark", f"{spark.version} on {spark.master}"),
+        ("model", f"{model.id}, {model.precision}"),
+        ("model sha256", model.sha256),
+        ("model input", f"{size}{_TIMES}{size} px, {_views(model)}"),
         ("descriptor", _descriptor(model)),
-        ("feature dimension", f"{model['feature_dim']:,}"),
-        ("PCA", f"k = {pca['k']} ({describe_rule(load_summary(summary).pca)})"),
+        ("feature dimension", f"{model.feature_dim:,}"),
+        ("PCA", f"k = {summary.pca.k} ({describe_rule(summary.pca)})"),
         ("image size", _typical_size(features)),
     ]
 
 
-def _views(model: dict[str, Any]) -> str:
-    if model.get("views", "pad") == "pad":
+def _views(model: ModelInfo) -> str:
+    if model.views == "pad":
         return "padded to a square on white"
     return "padded on white and, for a picture that is not square, its centre square (averaged)"
 
 
-def _descriptor(model: dict[str, Any]) -> str:
+def _descriptor(model: ModelInfo) -> str:
     """The blocks that feed PCA, as FeaturizeOptions names them."""
-    descriptor = model.get("descriptor", "both")
-    blocks = [] if descriptor == "colour" else ["CNN features"]
-    if model.get("logits") and blocks:
+    blocks = [] if model.descriptor == "colour" else ["CNN features"]
+    if model.logits and blocks:
         blocks.append("ImageNet logits")
-    if descriptor != "cnn":
-        blocks.append(f"colour histogram (weight {model.get('colour_weight', 0):g})")
+    if model.descriptor != "cnn":
+        blocks.append(f"colour histogram (weight {model.colour_weight:g})")
     return " + ".join(blocks)
 
 
