@@ -50,6 +50,21 @@ def parallelism(spark) -> int:
     return UNKNOWN_PARALLELISM
 
 
+def collect_arrow(frame) -> Any:
+    """``frame``'s rows on the driver as a ``pyarrow.Table``: ``toArrow`` (PySpark 4, classic and
+    Connect), the same private collect in PySpark 3.5, else rows converted here."""
+    import pyarrow as pa
+
+    if hasattr(frame, "toArrow"):
+        return frame.toArrow()
+    if hasattr(frame, "_collect_as_arrow"):
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        schema = to_arrow_schema(frame.schema)
+        return pa.Table.from_batches(frame._collect_as_arrow(), schema=schema)
+    return pa.Table.from_pylist([row.asDict() for row in frame.collect()])
+
+
 def master(spark) -> str:
     sc = context(spark)
     return sc.master if sc is not None else spark.conf.get("spark.master", "connect")
