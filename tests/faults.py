@@ -24,3 +24,21 @@ def kill_first_attempt(function, partition: int):
             yield batch
 
     return run
+
+
+def kill_first_attempt_at_batch(transform, partition: int, batch: int):
+    """``transform`` (one batch to one batch) whose first attempt on ``partition`` dies at its
+    ``batch``-th call (counted from 0), after the earlier batches went on; retries run normally."""
+    calls = {"count": 0}
+
+    def run(record_batch):
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        doomed = context.partitionId() == partition and context.attemptNumber() == 0
+        if doomed and calls["count"] == batch:
+            os._exit(137)
+        calls["count"] += 1
+        return transform(record_batch)
+
+    return run

@@ -62,7 +62,7 @@ def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
     frame = _frame(spark, matrix)
     fit = fit_features(frame, dimension=24, parallelism=3, k=5)
     shipped = sparkenv.ship(spark, (fit.mean, fit.components))
-    projected = add_pca(frame, fit, shipped).orderBy("path").select("pca").collect()
+    projected = add_pca(frame, shipped).orderBy("path").select("pca").collect()
     ours = np.array([row["pca"] for row in projected], dtype=np.float64)
     order = np.argsort([f"p{i}" for i in range(len(matrix))])
     reference = SklearnPCA(n_components=5).fit(matrix.astype(np.float64))

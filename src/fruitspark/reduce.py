@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,23 +251,34 @@ def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> n
     return (np.asarray(features, np.float64) - mean) @ components.T
 
 
-def add_pca(frame, fit: PcaFit, shipped) -> object:
-    """``frame`` with a ``pca`` float array column (null for failed images), order kept.
-
-    ``shipped`` holds ``(mean, components)`` as sent to the executors (``sparkenv.ship``). The
-    output schema is declared in Spark types (``to_arrow_schema(timezone=)`` is PySpark 4 only);
-    the input columns go back with the Arrow types the JVM sent them in.
-    """
+def with_pca_schema(schema):
+    """A Spark schema with the ``pca`` float array column appended."""
     from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
-    out = StructType([*frame.schema.fields, StructField(PCA_COL, ArrayType(FloatType()))])
+    return StructType([*schema.fields, StructField(PCA_COL, ArrayType(FloatType()))])
 
-    def project_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+
+def projector(shipped) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """A batch's columns and its ``pca`` column (null for failed images), in a task.
+
+    ``shipped`` holds ``(mean, components)`` as sent to the executors (``sparkenv.ship``); the
+    input columns go back with the Arrow types the JVM sent them in.
+    """
+
+    def project_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         mean, components = shipped.value
-        for batch in batches:
-            yield _project_batch(batch, mean, components)
+        return _project_batch(batch, mean, components)
 
-    return frame.mapInArrow(project_batches, out)
+    return project_batch
+
+
+def add_pca(frame, shipped) -> object:
+    """``frame`` with a ``pca`` column, order kept. The output schema is declared in Spark types
+    (``to_arrow_schema(timezone=)`` is PySpark 4 only)."""
+    project_batch = projector(shipped)
+    return frame.mapInArrow(
+        lambda batches: map(project_batch, batches), with_pca_schema(frame.schema)
+    )
 
 
 def _project_batch(batch: pa.RecordBatch, mean, components) -> pa.RecordBatch:
