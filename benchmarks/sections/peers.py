@@ -222,8 +222,8 @@ def render(result: dict) -> str:
     rows = [
         [
             "fruitspark, featurize stage (`--descriptor cnn`)",
-            result["fruitspark"]["featurize_images_per_s"],
-            result["fruitspark"]["cpu_ms_per_image"],
+            f"{result['fruitspark']['featurize_images_per_s']:.1f}",
+            f"{result['fruitspark']['cpu_ms_per_image']:.2f}",
             mb(result["fruitspark"]["peak_total_rss_mb"]),
             f"{result['fruitspark']['wall_s']:.1f}",
             "(reference)",
@@ -233,7 +233,7 @@ def render(result: dict) -> str:
         if engine in result:
             r = result[engine]
             rows.append(
-                [names[engine], r["model_images_per_s"], r["cpu_ms_per_image"],
+                [names[engine], f"{r['model_images_per_s']:.1f}", f"{r['cpu_ms_per_image']:.2f}",
                  mb(r["peak_total_rss_mb"]), f"{r['wall_s']:.1f}", f"{r['cosine_min']:.4f}"]
             )  # fmt: skip
     daft = result.get("daft", {})
