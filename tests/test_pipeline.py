@@ -213,6 +213,8 @@ def test_summary_file_matches_returned_summary(first_run):
     on_disk = json.loads((output / "summary.json").read_text())
     assert on_disk == summary.to_dict()
     assert on_disk["schema_version"] == 2 and isinstance(on_disk["stages"]["featurize"], float)
+    named = ["prepare", "session", "list", "featurize", "reduce", "write", "account"]
+    assert list(on_disk["stages"])[: len(named)] == named  # the run's time, stage by stage
 
 
 def test_killed_run_leaves_no_complete_looking_output_and_no_secret(subset, tmp_path):

@@ -10,12 +10,12 @@ from sklearn.decomposition import PCA as SklearnPCA
 from fruitspark import sparkenv
 from fruitspark.reduce import (
     Moments,
-    add_pca,
     choose_k,
     fit_features,
     fit_moments,
     fit_rows,
     project,
+    projector,
     save_spark_model,
 )
 from fruitspark.storage import Storage
@@ -33,8 +33,9 @@ def test_choose_k_fixed_is_capped_and_variance_picks_the_smallest_k():
 
 
 def _frame(spark, matrix: np.ndarray):
-    rows = [(f"p{i}", [float(v) for v in row]) for i, row in enumerate(matrix)]
-    return spark.createDataFrame(rows, "path string, features array<float>")
+    """Rows as a run caches them: the features as float32 bytes."""
+    rows = [(f"p{i}", np.asarray(row, np.float32).tobytes()) for i, row in enumerate(matrix)]
+    return spark.createDataFrame(rows, "path string, features binary")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,10 @@ def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
     frame = _frame(spark, matrix)
     fit = fit_features(frame, dimension=24, parallelism=3, k=5)
     shipped = sparkenv.ship(spark, (fit.mean, fit.components))
-    projected = add_pca(frame, shipped).orderBy("path").select("pca").collect()
+    project_batch = projector(shipped)
+    schema = "path string, features binary, pca array<float>"
+    projected = frame.mapInArrow(lambda batches: map(project_batch, batches), schema)
+    projected = projected.orderBy("path").select("pca").collect()
     ours = np.array([row["pca"] for row in projected], dtype=np.float64)
     order = np.argsort([f"p{i}" for i in range(len(matrix))])
     reference = SklearnPCA(n_components=5).fit(matrix.astype(np.float64))
@@ -84,7 +88,9 @@ def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_
     assert cumulative[fit.k - 1] >= 0.9 > cumulative[fit.k - 2]
     save_spark_model(spark, Storage(spark, str(tmp_path)), "pca_model", fit)
     model = PipelineModel.load(str(tmp_path / "pca_model"))
-    vectors = _frame(spark, matrix[:3]).withColumn("vector", array_to_vector("features"))
+    rows = [(f"p{i}", [float(v) for v in row]) for i, row in enumerate(matrix[:3])]
+    arrays = spark.createDataFrame(rows, "path string, features array<float>")  # as written
+    vectors = arrays.withColumn("vector", array_to_vector("features"))
     rows = model.transform(vectors).orderBy("path").collect()
     np.testing.assert_allclose(
         np.array([row["pca_vector"].toArray() for row in rows]),

@@ -20,19 +20,20 @@ DIMENSION = 12
 
 @pytest.fixture(scope="module")
 def rows(spark):
-    """Featurised-like rows, two of them failed (null features), over four partitions."""
+    """Rows as a run caches them (features as float32 bytes), three of them failed, over four
+    partitions."""
     rng = np.random.default_rng(5)
     stamp = dt.datetime(2026, 12, 1, 12, 30, tzinfo=dt.timezone.utc)
     data = []
     for i in range(200):
         failed = i % 97 == 3
-        features = None if failed else [float(v) for v in rng.normal(size=DIMENSION)]
+        features = None if failed else rng.normal(size=DIMENSION).astype(np.float32).tobytes()
         error = "corrupt or truncated image: test" if failed else None
         data.append((f"/in/Apple/{i}.jpg", "Apple", "Training", 100 + i, stamp, 100, 100,
                      features, error))  # fmt: skip
     schema = (
         "path string, label string, split string, size long, modified timestamp, width int, "
-        "height int, features array<float>, error string"
+        "height int, features binary, error string"
     )
     return spark.createDataFrame(data, schema).repartition(4, "path").cache()
 
@@ -48,8 +49,8 @@ def _sorted(frame):
 
 
 def test_tasks_write_what_sparks_writer_writes(spark, rows, shipped, tmp_path):
-    ours = write_features_in_tasks(rows, shipped, str(tmp_path / "tasks"))
-    theirs = write_features_with_spark(rows, shipped, f"file:{tmp_path / 'spark'}")
+    ours = write_features_in_tasks(rows, shipped, str(tmp_path / "tasks"), DIMENSION)
+    theirs = write_features_with_spark(rows, shipped, f"file:{tmp_path / 'spark'}", DIMENSION)
     assert ours == theirs
     by_tasks = spark.read.parquet(f"file:{tmp_path / 'tasks'}")  # schema from the footers
     by_spark = spark.read.parquet(f"file:{tmp_path / 'spark'}")
@@ -63,6 +64,12 @@ def test_tasks_write_what_sparks_writer_writes(spark, rows, shipped, tmp_path):
         }
         if reference["pca"] is not None:
             np.testing.assert_allclose(mine["pca"], reference["pca"], rtol=1e-6)
+    cached = {row["path"]: row["features"] for row in rows.collect()}
+    for row in got:  # the cache's bytes, written as the same floats
+        source = cached[row["path"]]
+        assert (row["features"] is None) == (source is None)
+        if source is not None:
+            assert row["features"] == np.frombuffer(source, np.float32).tolist()
     files = sorted(os.listdir(tmp_path / "tasks"))
     assert files and all(name.startswith("part-") for name in files)
     footer = pq.read_metadata(tmp_path / "tasks" / files[0]).metadata

@@ -79,7 +79,7 @@ def stage_table(run: dict) -> str:
     rest = total - sum(stages.values())
     rows.append(
         [
-            "the rest of `total` (report, commit)",
+            "the rest of `total` (imports; a summary older than the session stage: the session)",
             f"{rest:.1f}",
             f"{100 * rest / run['wall_s']:.0f} %",
         ]

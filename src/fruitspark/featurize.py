@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from fruitspark.feature_column import to_bytes
 from fruitspark.imagenet_block import embed_with_logits
 from fruitspark.model import ModelSpec, cached_session, embed
 from fruitspark.preprocess import COLOUR_DIM, VIEWS, colour_histogram, model_views, to_tensor
@@ -166,13 +167,14 @@ def _embed_in_batches(
 RESULT_FIELDS = [
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
-    pa.field("features", pa.list_(pa.float32())),
+    pa.field("features", pa.binary()),  # float32 bytes until the write (see feature_column)
     pa.field("error", pa.string()),
 ]
 
 
 def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
-    """Add ``width, height, features, error`` to each row of ``frame`` and drop ``content``.
+    """Add ``width, height, features, error`` to each row of ``frame`` and drop ``content``;
+    ``features`` as float32 bytes (``feature_column``), null for a failed image.
 
     ``frame`` has a ``path`` column and, when Spark's binaryFile source read the bytes, a
     ``content`` column; without it each worker reads its own images by path. Returns the new
@@ -208,8 +210,7 @@ def _output_schema(kept):
     and 4.x; the kept columns travel back with the very Arrow types the JVM sent them in.
     """
     from pyspark.sql.types import (
-        ArrayType,
-        FloatType,
+        BinaryType,
         IntegerType,
         StringType,
         StructField,
@@ -221,7 +222,7 @@ def _output_schema(kept):
             *kept,
             StructField("width", IntegerType()),
             StructField("height", IntegerType()),
-            StructField("features", ArrayType(FloatType())),
+            StructField("features", BinaryType()),
             StructField("error", StringType()),
         ]
     )
@@ -266,7 +267,7 @@ def _to_batch(
         *(batch.column(name) for name in kept_names),
         pa.array([result.width for result in kept], pa.int32()),
         pa.array([result.height for result in kept], pa.int32()),
-        pa.array([result.features for result in kept], pa.list_(pa.float32())),
+        to_bytes([result.features for result in kept]),
         pa.array(errors, pa.string()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -25,6 +25,7 @@ import numpy as np
 
 from fruitspark import __version__, sparkenv
 from fruitspark.decode import EMPTY_FILE
+from fruitspark.feature_column import as_float_lists, lists_to_bytes
 from fruitspark.featurize import FeaturizeOptions, featurize
 from fruitspark.formats import IMAGE_EXTENSIONS, is_image_name
 from fruitspark.layout import CSV, FEATURES, PCA_MODEL, PCA_NPZ, REPORT, SUMMARY, staged
@@ -41,12 +42,10 @@ from fruitspark.output import OutputError, RunLock, account, check_output, commi
 from fruitspark.progress import watch
 from fruitspark.reduce import (
     PcaFit,
-    add_pca,
     export_parameters,
     fit_features,
     projector,
     save_spark_model,
-    with_pca_schema,
 )
 from fruitspark.session import Jit
 from fruitspark.sources import (
@@ -202,6 +201,7 @@ class RunContext:
     run_id: str
     parallelism: int
     previous_complete: bool
+    seconds: float  # the session stage: Spark started (or the caller's taken), output checked
 
 
 @dataclass(frozen=True)
@@ -293,9 +293,10 @@ def run(
     with ExitStack() as cleanup:
         if prepared.lock is not None:
             cleanup.callback(prepared.lock.release)
+        opened = time.perf_counter()
         spark = spark or spark_session(master, jit=jit)
         cleanup.enter_context(sparkenv.session_as_found(spark, RUN_CONFS))
-        context = start(prepared, spark, cleanup)
+        context = start(prepared, spark, cleanup, opened)
         listed = list_images(context)
         featurized = featurize_images(context, listed)
         cleanup.callback(featurized.rows.unpersist)
@@ -352,8 +353,9 @@ def _has_image(folder: str) -> bool:
     return False
 
 
-def start(prepared: Prepared, spark, cleanup: ExitStack) -> RunContext:
-    """The session is up: check and lock a remote output, settle the featurize options."""
+def start(prepared: Prepared, spark, cleanup: ExitStack, opened: float) -> RunContext:
+    """The session is up (since ``opened``, a perf_counter reading, the session stage):
+    check and lock a remote output, settle the featurize options."""
     config = prepared.config
     storage = Storage(spark, config.output)
     complete = prepared.previous_complete
@@ -368,7 +370,7 @@ def start(prepared: Prepared, spark, cleanup: ExitStack) -> RunContext:
     )
     return RunContext(
         config, prepared.spec, options, spark, storage, prepared.run_id,
-        sparkenv.parallelism(spark), bool(complete),
+        sparkenv.parallelism(spark), bool(complete), round(time.perf_counter() - opened, 3),
     )  # fmt: skip
 
 
@@ -461,7 +463,8 @@ def write_outputs(context: RunContext, featurized: Featurized, reduced: Reduced)
     with stage(context, "write", bar=True) as clock:
         shipped = sparkenv.ship(spark, (fit.mean, fit.components))
         uri = storage.uri(staged(run_id, FEATURES))
-        schema = write_features(featurized.rows, shipped, uri)
+        dimension = len(fit.mean)
+        schema = write_features(featurized.rows, shipped, uri, dimension)
         save_spark_model(spark, storage, staged(run_id, PCA_MODEL), fit)
         buffer = io.BytesIO()
         np.savez(buffer, **export_parameters(fit))
@@ -475,43 +478,60 @@ def write_outputs(context: RunContext, featurized: Featurized, reduced: Reduced)
     return Written(clock.seconds, parts, written)
 
 
-def write_features(rows, shipped, uri: str):
+def write_features(rows, shipped, uri: str, dimension: int):
     """``rows`` with their ``pca`` column as OUTPUT_COLUMNS in Parquet at ``uri``; returns the
     Spark schema written. By the Python tasks themselves where ``uri`` is a local folder
     (``task_parquet``: a third of the time), else by Spark's writer."""
     folder = local_path_of(uri)
     if folder is not None:
-        return write_features_in_tasks(rows, shipped, folder)
-    return write_features_with_spark(rows, shipped, uri)
+        return write_features_in_tasks(rows, shipped, folder, dimension)
+    return write_features_with_spark(rows, shipped, uri, dimension)
 
 
 def output_schema(rows):
-    """The Spark schema of the features Parquet: OUTPUT_COLUMNS of ``rows`` and ``pca``."""
-    from pyspark.sql.types import StructType
+    """The Spark schema of the features Parquet: OUTPUT_COLUMNS of ``rows``, the features and
+    their ``pca`` as float arrays."""
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
-    full = with_pca_schema(rows.schema)
-    return StructType([full[name] for name in OUTPUT_COLUMNS])
-
-
-def write_features_in_tasks(rows, shipped, folder: str):
-    schema = output_schema(rows)
-    project_batch = projector(shipped)
-    write_in_tasks(
-        rows,
-        folder,
-        schema,
-        lambda batch: project_batch(batch).select(list(OUTPUT_COLUMNS)),
-        plain=FLOAT_ARRAYS,
+    floats = ArrayType(FloatType())
+    return StructType(
+        [
+            StructField(name, floats) if name in FLOAT_ARRAYS else rows.schema[name]
+            for name in OUTPUT_COLUMNS
+        ]
     )
+
+
+def output_batches(shipped, dimension: int):
+    """A task's batch of cached rows as an output batch: the projection added, the features'
+    bytes as floats, OUTPUT_COLUMNS in order."""
+    project_batch = projector(shipped)
+
+    def output_batch(batch):
+        batch = project_batch(batch)
+        features = as_float_lists(batch.column("features"), dimension)
+        batch = batch.set_column(batch.schema.get_field_index("features"), "features", features)
+        return batch.select(list(OUTPUT_COLUMNS))
+
+    return output_batch
+
+
+def write_features_in_tasks(rows, shipped, folder: str, dimension: int):
+    schema = output_schema(rows)
+    transform = output_batches(shipped, dimension)
+    write_in_tasks(rows, folder, schema, transform, plain=FLOAT_ARRAYS)
     return schema
 
 
-def write_features_with_spark(rows, shipped, uri: str):
-    writer = add_pca(rows, shipped).select(*OUTPUT_COLUMNS).write
+def write_features_with_spark(rows, shipped, uri: str, dimension: int):
+    schema = output_schema(rows)
+    transform = output_batches(shipped, dimension)
+    final = rows.mapInArrow(lambda batches: map(transform, batches), schema)
+    writer = final.write
     for column in FLOAT_ARRAYS:
         writer = writer.option(f"parquet.enable.dictionary#{column}.list.element", "false")
     writer.parquet(uri)
-    return output_schema(rows)
+    return schema
 
 
 def account_images(context: RunContext, listed: Listed, written: Written) -> Accounted:
@@ -562,6 +582,7 @@ def assemble(
     )
     stages = {
         "prepare": prepared.seconds,
+        "session": context.seconds,
         "list": listed.seconds,
         "featurize": featurized.seconds,
         "reduce": reduced.seconds,
@@ -685,7 +706,25 @@ def _reusable_rows(context: RunContext, listing):
         )
     old = context.spark.read.parquet(context.storage.uri(FEATURES)).drop("pca")
     current = listing.select("path", "size", "modified")
-    return old.join(current, ["path", "size", "modified"], "left_semi")
+    reused = old.join(current, ["path", "size", "modified"], "left_semi")
+    return _features_as_bytes(reused, context.options.feature_dim(context.spec))
+
+
+def _features_as_bytes(frame, dimension: int):
+    """A previous output's rows with their float-array features as the cache's float32 bytes."""
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    schema = StructType(
+        [StructField(f.name, BinaryType()) if f.name == "features" else f for f in frame.schema]
+    )
+
+    def convert(batches):
+        for batch in batches:
+            index = batch.schema.get_field_index("features")
+            features = lists_to_bytes(batch.column(index), dimension)
+            yield batch.set_column(index, "features", features)
+
+    return frame.mapInArrow(convert, schema)
 
 
 def _changed(listing, previous):
@@ -701,7 +740,7 @@ def _empty_rows(empty):
         "*",
         F.lit(None).cast("int").alias("width"),
         F.lit(None).cast("int").alias("height"),
-        F.lit(None).cast("array<float>").alias("features"),
+        F.lit(None).cast("binary").alias("features"),
         F.lit(EMPTY_FILE).alias("error"),
     )
 

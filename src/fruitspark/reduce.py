@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from fruitspark import sparkenv
+from fruitspark.feature_column import feature_matrix
 
 VECTOR_COL = "vector"
 PCA_COL = "pca"
@@ -104,10 +105,9 @@ def _batch_moments(batches: Iterator[pa.RecordBatch], column: str, dimension: in
             pending.clear()
 
     for batch in batches:
-        features = batch.column(column).drop_null()
-        if len(features):
-            values = features.flatten().to_numpy(zero_copy_only=False)
-            pending.append(values.reshape(len(features), dimension))
+        rows = feature_matrix(batch.column(column), dimension)
+        if len(rows):
+            pending.append(rows)
         if sum(len(block) for block in pending) >= ROWS_PER_PRODUCT:
             flush()
     flush()
@@ -215,9 +215,9 @@ def collect_rows(frame, *, dimension: int, column: str = "features") -> np.ndarr
 
     def as_blobs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            values = batch.column(column).drop_null().flatten().to_numpy(zero_copy_only=False)
-            if len(values):
-                blob = pa.array([np.ascontiguousarray(values, np.float32).tobytes()])
+            rows = feature_matrix(batch.column(column), dimension)
+            if len(rows):
+                blob = pa.array([np.ascontiguousarray(rows, np.float32).tobytes()])
                 yield pa.RecordBatch.from_arrays([blob], names=["rows"])
 
     schema = StructType([StructField("rows", BinaryType())])
@@ -251,13 +251,6 @@ def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> n
     return (np.asarray(features, np.float64) - mean) @ components.T
 
 
-def with_pca_schema(schema):
-    """A Spark schema with the ``pca`` float array column appended."""
-    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
-
-    return StructType([*schema.fields, StructField(PCA_COL, ArrayType(FloatType()))])
-
-
 def projector(shipped) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
     """A batch's columns and its ``pca`` column (null for failed images), in a task.
 
@@ -272,22 +265,11 @@ def projector(shipped) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
     return project_batch
 
 
-def add_pca(frame, shipped) -> object:
-    """``frame`` with a ``pca`` column, order kept. The output schema is declared in Spark types
-    (``to_arrow_schema(timezone=)`` is PySpark 4 only)."""
-    project_batch = projector(shipped)
-    return frame.mapInArrow(
-        lambda batches: map(project_batch, batches), with_pca_schema(frame.schema)
-    )
-
-
 def _project_batch(batch: pa.RecordBatch, mean, components) -> pa.RecordBatch:
     features = batch.column("features")
     valid = features.is_valid().to_numpy(zero_copy_only=False)
-    dimension = len(mean)
     k = len(components)
-    values = features.drop_null().flatten().to_numpy(zero_copy_only=False)
-    projected = project(values.reshape(-1, dimension), mean, components).astype(np.float32)
+    projected = project(feature_matrix(features, len(mean)), mean, components).astype(np.float32)
     offsets = np.zeros(len(batch) + 1, dtype=np.int32)
     offsets[1:] = np.cumsum(valid * k)
     pca = pa.ListArray.from_arrays(
