@@ -10,6 +10,7 @@ from sklearn.decomposition import PCA as SklearnPCA
 from fruitspark import sparkenv
 from fruitspark.reduce import (
     Moments,
+    blocks_moments,
     choose_k,
     fit_features,
     fit_moments,
@@ -46,17 +47,30 @@ def matrix() -> np.ndarray:
     return (latent @ mixing + rng.normal(scale=0.1, size=(400, 24)) + 7.0).astype(np.float32)
 
 
+def _moments(rows: np.ndarray) -> Moments:
+    return blocks_moments(iter([rows]), rows.shape[1])
+
+
 def _aligned(ours: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return ours * np.sign(np.sum(ours * expected, axis=0))
 
 
 def test_moments_added_in_any_split_equal_the_whole(matrix):
     rows = matrix.astype(np.float64)
-    parts = [Moments.of(matrix[:7]), Moments.of(matrix[7:250]), Moments.of(matrix[250:])]
+    parts = [_moments(matrix[:7]), _moments(matrix[7:250]), _moments(matrix[250:])]
     total = parts[2] + (parts[0] + parts[1])
     np.testing.assert_allclose(total.mean(), rows.mean(axis=0), rtol=1e-6)
     centred = rows - rows.mean(axis=0)
     np.testing.assert_allclose(total.scatter(), centred.T @ centred, rtol=1e-5, atol=1e-3)
+
+
+def test_moments_of_row_blocks_equal_those_of_the_whole(matrix):
+    blocks = iter([matrix[:150], matrix[150:151], matrix[151:]])
+    ours, exact = blocks_moments(blocks, 24), _moments(matrix.astype(np.float64))
+    assert ours.count == 400
+    np.testing.assert_allclose(ours.mean(), exact.mean(), rtol=1e-6)
+    np.testing.assert_allclose(ours.scatter(), exact.scatter(), rtol=1e-9, atol=1e-6)
+    assert blocks_moments(iter([]), 24).count == 0
 
 
 def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
@@ -102,7 +116,7 @@ def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_
 def test_fewer_rows_than_dimensions_fit_from_the_gram_matrix_as_from_the_moments(matrix):
     wide = np.hstack([matrix[:30], matrix[30:60] * 0.5])  # 30 rows of 48 features: n < d
     from_rows = fit_rows(wide, k=6)
-    from_moments = fit_moments(Moments.of(wide), k=6)
+    from_moments = fit_moments(_moments(wide), k=6)
     np.testing.assert_allclose(from_rows.mean, from_moments.mean, atol=1e-5)
     np.testing.assert_allclose(from_rows.components, from_moments.components, atol=1e-6)
     np.testing.assert_allclose(
