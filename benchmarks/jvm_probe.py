@@ -102,8 +102,9 @@ def _python_cpu(root: int) -> float:
     return ticks / TICK
 
 
-def _constant(sleep_ms: float, binary: bool, width: bool = True):
-    """A ``mapInArrow`` function: the real output's columns, constant features, no model."""
+def _constant(sleep_ms: float, lists: bool, width: bool = True):
+    """A ``mapInArrow`` function: the real output's columns, constant features, no model; with
+    ``lists``, the features as float lists (the format before ``feature_column``'s bytes)."""
     import numpy as np
     import pyarrow as pa
 
@@ -111,8 +112,8 @@ def _constant(sleep_ms: float, binary: bool, width: bool = True):
     from fruitspark.sources import read_bytes
 
     fields = list(RESULT_FIELDS)
-    if binary:
-        fields[2] = pa.field("features", pa.binary())
+    if lists:
+        fields[2] = pa.field("features", pa.list_(pa.float32()))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -127,7 +128,7 @@ def _constant(sleep_ms: float, binary: bool, width: bool = True):
             offsets = pa.array(np.arange(0, (rows + 1) * WIDTH, WIDTH, dtype=np.int32))
             features = (
                 pa.array([b"\0" * 4 * WIDTH] * rows, pa.binary())
-                if binary
+                if not lists
                 else pa.ListArray.from_arrays(offsets, flat)
             )
             if not width:
@@ -162,16 +163,15 @@ def _plan(spark, root: str, variant: str, rows: int):
         return featurize(frame, resolve_model(), FeaturizeOptions(root=root))[0]
     sleep = float(variant.split(":")[1]) if ":" in variant else 0.0
     function, _ = _constant(
-        sleep, binary=variant.startswith("binary"), width=not variant.startswith("null")
+        sleep, lists=variant.startswith("lists"), width=not variant.startswith("null")
     )
     kept = [f for f in frame.schema.fields if f.name != "content"]
     schema = _output_schema(kept)
-    if variant.startswith("binary"):
-        from pyspark.sql.types import BinaryType, StructField, StructType
+    if variant.startswith("lists"):
+        from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
-        schema = StructType(
-            [f if f.name != "features" else StructField("features", BinaryType()) for f in schema]
-        )
+        floats = StructField("features", ArrayType(FloatType()))
+        schema = StructType([f if f.name != "features" else floats for f in schema])
     return frame.mapInArrow(function, schema)
 
 
