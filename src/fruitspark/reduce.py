@@ -108,13 +108,15 @@ def blocks_moments(blocks: Iterator[np.ndarray], dimension: int) -> Moments:
 def _row_blocks(batches: Iterator[pa.RecordBatch], column: str, dimension: int):
     """A task's rows with features as blocks of at least ROWS_PER_PRODUCT rows (the last less)."""
     pending: list[np.ndarray] = []
+    pending_rows = 0
     for batch in batches:
         rows = feature_matrix(batch.column(column), dimension)
         if len(rows):
             pending.append(rows)
-        if sum(len(block) for block in pending) >= ROWS_PER_PRODUCT:
+            pending_rows += len(rows)
+        if pending_rows >= ROWS_PER_PRODUCT:
             yield np.concatenate(pending)
-            pending.clear()
+            pending, pending_rows = [], 0
     if pending:
         yield np.concatenate(pending)
 

@@ -30,6 +30,8 @@ from fruitspark import sparkenv
 ROW_GROUP_BYTES = 32 << 20  # batches gathered into row groups of about this size
 SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"  # what Spark's writer puts there
 
+REPORT = pa.schema([pa.field("file", pa.string()), pa.field("rows", pa.int64())])  # per task
+
 BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
@@ -47,48 +49,47 @@ def write_in_tasks(
     """Each task of ``frame`` writes ``transform`` of its Arrow batches (whose schema is
     ``spark_schema``) as one Parquet file in the local ``folder``; snappy, as Spark's default;
     columns in ``plain`` without dictionary encoding."""
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+    from pyspark.sql.pandas.types import from_arrow_schema
 
     os.makedirs(folder, exist_ok=True)
     metadata = {SPARK_SCHEMA_KEY: spark_schema.json()}
     dictionary = [field.name for field in spark_schema.fields if field.name not in plain]
-    report = StructType([StructField("file", StringType()), StructField("rows", LongType())])
-    report_arrow = pa.schema([pa.field("file", pa.string()), pa.field("rows", pa.int64())])
 
     def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         written = _write_file(folder, (transform(batch) for batch in batches), metadata, dictionary)
         if written is not None:
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([written[0]]), pa.array([written[1]], pa.int64())], schema=report_arrow
-            )
+            yield pa.RecordBatch.from_pylist([written], schema=REPORT)
 
-    results = sparkenv.collect_arrow(frame.mapInArrow(write_partition, report)).to_pylist()
+    job = frame.mapInArrow(write_partition, from_arrow_schema(REPORT))
+    results = sparkenv.collect_arrow(job).to_pylist()
     kept = sorted(row["file"] for row in results)
     for name in set(os.listdir(folder)) - set(kept):
         os.remove(os.path.join(folder, name))
     return TaskFiles(kept, sum(row["rows"] for row in results))
 
 
-def _write_file(folder: str, batches, metadata: dict, dictionary: list[str]):
-    """One attempt's file, renamed into view when complete: ``(name, rows)``, or None when the
-    task had no rows."""
+def _write_file(folder: str, batches, metadata: dict, dictionary: list[str]) -> dict | None:
+    """One attempt's file, renamed into view when complete: its REPORT row, or None when the
+    task had no rows. The folder is made here too: an executor of a cluster may have none."""
     import pyarrow.parquet as pq
     from pyspark import TaskContext
 
     task = TaskContext.get()
     stem = f"part-{task.partitionId():05d}-{task.attemptNumber()}-{uuid.uuid4().hex[:8]}"
     hidden = os.path.join(folder, f"_attempt-{stem}")
-    writer, pending, rows = None, [], 0
+    writer, pending, pending_bytes, rows = None, [], 0, 0
     try:
         for batch in batches:
             if writer is None:
+                os.makedirs(folder, exist_ok=True)
                 schema = batch.schema.with_metadata(metadata)
                 writer = pq.ParquetWriter(hidden, schema, use_dictionary=dictionary)
             pending.append(batch)
+            pending_bytes += batch.nbytes
             rows += len(batch)
-            if sum(block.nbytes for block in pending) >= ROW_GROUP_BYTES:
+            if pending_bytes >= ROW_GROUP_BYTES:
                 writer.write_table(pa.Table.from_batches(pending, schema=schema))
-                pending = []
+                pending, pending_bytes = [], 0
         if writer is None:
             return None
         if pending:
@@ -98,4 +99,4 @@ def _write_file(folder: str, batches, metadata: dict, dictionary: list[str]):
             writer.close()
     name = f"{stem}.snappy.parquet"
     os.replace(hidden, os.path.join(folder, name))
-    return name, rows
+    return {"file": name, "rows": rows}
