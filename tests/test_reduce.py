@@ -15,9 +15,12 @@ from fruitspark.reduce import (
     fit_features,
     fit_moments,
     fit_rows,
+    pack_upper,
+    packed_outer,
     project,
     projector,
     save_spark_model,
+    unpack_upper,
 )
 from fruitspark.storage import Storage
 
@@ -61,7 +64,8 @@ def test_moments_added_in_any_split_equal_the_whole(matrix):
     total = parts[2] + (parts[0] + parts[1])
     np.testing.assert_allclose(total.mean(), rows.mean(axis=0), rtol=1e-6)
     centred = rows - rows.mean(axis=0)
-    np.testing.assert_allclose(total.scatter(), centred.T @ centred, rtol=1e-5, atol=1e-3)
+    expected = np.triu(centred.T @ centred)  # the upper triangle: what eigh reads
+    np.testing.assert_allclose(total.scatter(), expected, rtol=1e-5, atol=1e-3)
 
 
 def test_moments_of_row_blocks_equal_those_of_the_whole(matrix):
@@ -71,6 +75,15 @@ def test_moments_of_row_blocks_equal_those_of_the_whole(matrix):
     np.testing.assert_allclose(ours.mean(), exact.mean(), rtol=1e-6)
     np.testing.assert_allclose(ours.scatter(), exact.scatter(), rtol=1e-9, atol=1e-6)
     assert blocks_moments(iter([]), 24).count == 0
+
+
+def test_packed_triangles_are_the_upper_triangle_row_by_row(matrix):
+    square = matrix[:24].astype(np.float64) @ matrix[:24].T.astype(np.float64)
+    packed = pack_upper(square)
+    np.testing.assert_array_equal(packed, square[np.triu_indices(24)])
+    np.testing.assert_array_equal(unpack_upper(packed, 24), np.triu(square))
+    vector = matrix[0].astype(np.float64)
+    np.testing.assert_allclose(packed_outer(vector), pack_upper(np.outer(vector, vector)))
 
 
 def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):
