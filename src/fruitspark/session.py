@@ -39,7 +39,12 @@ JVM_OPTIONS: dict[str, str] = {
 # and dictionaries: about 1 ms per image of JVM CPU in a 1,500-image featurize stage (the split
 # column, sources.split_expr). Its input is ASCII split names, which the JVM's mapping lowers
 # the same. Only in sessions made here; an unknown key on Spark 3.5.
-LOCAL_CONF = {"spark.sql.icu.caseMappings.enabled": "false"}
+LOCAL_CONF = {
+    "spark.sql.icu.caseMappings.enabled": "false",
+    # PySpark imported from its installed package, not compiled again from its zip by the worker
+    # daemon and each worker: about 2 CPU s of every session's first Python tasks (worker_daemon)
+    "spark.python.daemon.module": "fruitspark.worker_daemon",
+}
 # Spark ML's JVM linear algebra (evaluate's logistic regression) first looks for the system's
 # BLAS, LAPACK and ARPACK through netlib's JNI, which prints "netlib-blas: JNI_OnLoad:
 # dlopen(libblas.so.3) failed" on a machine without them (a new user's), then runs its Java code
