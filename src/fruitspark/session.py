@@ -44,6 +44,10 @@ LOCAL_CONF = {
     # PySpark imported from its installed package, not compiled again from its zip by the worker
     # daemon and each worker: about 2 CPU s of every session's first Python tasks (worker_daemon)
     "spark.python.daemon.module": "fruitspark.worker_daemon",
+    # PySpark 4 records the Python call site of every DataFrame function for error messages; its
+    # first call imports IPython and ipykernel if they are installed (as with Jupyter): 0.4-0.7 s
+    # of a run's list stage. fruitspark's expressions need no call site; unknown on 3.5.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 # Spark ML's JVM linear algebra (evaluate's logistic regression) first looks for the system's
 # BLAS, LAPACK and ARPACK through netlib's JNI, which prints "netlib-blas: JNI_OnLoad:

@@ -1,9 +1,14 @@
-"""The worker daemon imports PySpark from its installed package, never from Spark's zips."""
+"""What a local session made by fruitspark spares its start: PySpark compiled again from Spark's
+zips by the worker daemon, IPython imported by PySpark's call-site capture."""
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from fruitspark.worker_daemon import redundant_zips
 
@@ -51,3 +56,22 @@ def test_python_workers_of_a_local_session_import_the_installed_pyspark(spark):
 
     seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(worker_imports).collect()
     assert seen and all(".zip" not in path and not zipped for path, zipped in seen), seen
+
+
+@pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython not installed")
+def test_the_first_dataframe_function_does_not_import_ipython():
+    """PySpark 4's DataFrame debugging captures each function's call site, and its first capture
+    imports IPython and ipykernel when they are installed (0.4-0.7 s)."""
+    probe = (
+        "import sys\n"
+        "from fruitspark.session import spark_session\n"
+        "spark = spark_session('local[1]')\n"
+        "from pyspark.sql import functions as F\n"
+        "F.col('x')\n"
+        "print('IPython' in sys.modules)\n"
+        "spark.stop()\n"
+    )
+    command = [sys.executable, "-c", probe]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
