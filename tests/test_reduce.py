@@ -20,6 +20,7 @@ from fruitspark.reduce import (
     project,
     projector,
     save_spark_model,
+    spark_udt,
     unpack_upper,
 )
 from fruitspark.storage import Storage
@@ -124,6 +125,13 @@ def test_saved_model_loads_in_spark_ml_and_projects_as_numpy(spark, matrix, tmp_
         project(matrix[:3], fit.mean, fit.components),
         atol=1e-6,
     )
+
+
+def test_the_udt_schemas_written_without_pyspark_ml_are_pyspark_mls():
+    from pyspark.ml.linalg import MatrixUDT, VectorUDT
+
+    assert spark_udt({"size": 3, "values": []}) == VectorUDT().jsonValue()
+    assert spark_udt({"numRows": 2, "numCols": 2, "values": []}) == MatrixUDT().jsonValue()
 
 
 def test_fewer_rows_than_dimensions_fit_from_the_gram_matrix_as_from_the_moments(matrix):

@@ -378,21 +378,51 @@ def _spark_parquet(row: dict) -> bytes:
     """One row of vector/matrix columns as Parquet bytes that Spark reads back as those types:
     pyarrow writes the UDTs' storage structs, the footer carries Spark's own schema."""
     import pyarrow.parquet as pq
-    from pyspark.ml.linalg import MatrixUDT, VectorUDT
-    from pyspark.sql.types import StructField, StructType
 
-    def kind(value: dict):
-        return MatrixUDT() if "numRows" in value else VectorUDT()
-
-    spark_schema = StructType([StructField(name, kind(value)) for name, value in row.items()])
+    spark_schema = {
+        "type": "struct",
+        "fields": [
+            {"name": name, "type": spark_udt(value), "nullable": True, "metadata": {}}
+            for name, value in row.items()
+        ],
+    }
     arrow_fields = [pa.field(name, _udt_storage(value)) for name, value in row.items()]
     schema = pa.schema(
-        arrow_fields, metadata={"org.apache.spark.sql.parquet.row.metadata": spark_schema.json()}
+        arrow_fields,
+        metadata={"org.apache.spark.sql.parquet.row.metadata": json.dumps(spark_schema)},
     )
     table = pa.Table.from_pylist([row], schema=schema)
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     return buffer.getvalue().to_pybytes()
+
+
+def spark_udt(value: dict) -> dict:
+    """The schema JSON of Spark ML's ``MatrixUDT`` or ``VectorUDT`` (as ``value`` is one), as
+    ``pyspark.ml.linalg``'s give it: written here, because importing ``pyspark.ml`` for it cost
+    every run 0.6 s (tests/test_reduce.py compares the two)."""
+    from pyspark.sql import types as T
+
+    byte, count = T.ByteType(), T.IntegerType()
+    ints, doubles = T.ArrayType(T.IntegerType(), False), T.ArrayType(T.DoubleType(), False)
+    if "numRows" in value:
+        name, fields = "MatrixUDT", [
+            ("type", byte, False), ("numRows", count, False), ("numCols", count, False),
+            ("colPtrs", ints, True), ("rowIndices", ints, True), ("values", doubles, True),
+            ("isTransposed", T.BooleanType(), False),
+        ]  # fmt: skip
+    else:
+        name, fields = "VectorUDT", [
+            ("type", byte, False), ("size", count, True),
+            ("indices", ints, True), ("values", doubles, True),
+        ]  # fmt: skip
+    sql_type = T.StructType([T.StructField(*field) for field in fields])
+    return {
+        "type": "udt",
+        "class": f"org.apache.spark.ml.linalg.{name}",
+        "pyClass": f"pyspark.ml.linalg.{name}",
+        "sqlType": sql_type.jsonValue(),
+    }
 
 
 def _udt_storage(value: dict) -> pa.DataType:
