@@ -26,6 +26,8 @@ def _install(site: Path, *packages: str) -> Path:
 
 
 def test_only_the_zips_of_the_installed_package_are_redundant(tmp_path):
+    import pyspark  # noqa: F401  (imported already, as in any process with a session)
+
     site = tmp_path / "site"
     lib = _install(site, "pyspark", "py4j")
     zips = [str(lib / "pyspark.zip"), str(lib / "py4j-0.10.9.9-src.zip")]

@@ -17,7 +17,7 @@ runs ``pyspark.daemon`` exactly as Spark would have.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import os
 import runpy
 import sys
@@ -42,13 +42,10 @@ def redundant_zips(path: list[str]) -> list[str]:
 
 
 def _package_folder(package: str, path: list[str]) -> str | None:
-    """The folder ``package`` would be imported from with ``path`` as ``sys.path``, or None."""
-    saved = sys.path[:]
-    sys.path[:] = path
-    try:
-        spec = importlib.util.find_spec(package)
-    finally:
-        sys.path[:] = saved
+    """The folder ``package`` would be imported from with ``path`` as ``sys.path``, or None
+    (asked of the path finder itself: ``sys.modules`` and the rest of ``sys.path`` play no part).
+    """
+    spec = importlib.machinery.PathFinder.find_spec(package, path)
     locations = list(spec.submodule_search_locations or []) if spec else []
     return os.path.realpath(locations[0]) if locations else None
 
