@@ -158,8 +158,10 @@ def test_evaluate_chooses_by_cross_validation_and_scores_both_levels(mixed):
     assert len(grid) == 2 + 4 and {row["features"] for row in grid} == {"pca", "features"}
     boosts = {(row["features"], row["colour_boost"]) for row in grid}  # pca has no colour block
     assert boosts == {("pca", 1.0), ("features", 1.0), ("features", 2.0)}
-    best = max(grid, key=lambda row: row["cv_accuracy"])
-    assert on_disk["model_selection"]["chosen"] == best
+    last = len(on_disk["model_selection"]["rungs"]) - 1  # halving: 6 candidates, then 2
+    finalists = [row for row in grid if row["rung"] == last]
+    assert on_disk["model_selection"]["search"] == "halving" and len(finalists) == 2
+    assert on_disk["model_selection"]["chosen"] == max(finalists, key=lambda r: r["cv_accuracy"])
     assert scores["trained_on"]["images"] == 32 + 16
     fruit = scores["fruit_level"]
     # test: 16 Fruits-360 + 6 grocery val + 2 photos, all of fruits the classes map to

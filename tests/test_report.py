@@ -598,3 +598,48 @@ def test_empty_evaluation_sections_say_none(tmp_path: Path) -> None:
     assert page.text_by_id["pairs-none"].startswith("None")
     assert page.text_by_id["thumbs-none"].startswith("None")
     assert 'id="pairs-table"' not in html
+
+
+def _selection(search: str | None) -> dict:
+    """A model selection as evaluate writes it (``None``: as before successive halving)."""
+    rows = [
+        ("pca", 1e3, 0, 0.31),
+        ("features", 1e-3, 1, 0.83),
+        ("pca", 1e-3, 1, 0.88),
+        ("features", 1e3, 0, 0.97),  # a lucky small sample: it still did not reach the last rung
+    ]
+    grid = [
+        {"features": f, "colour_boost": 1.0, "reg_param": r, "class_weight": "none",
+         "rung": rung, "cv_accuracy": accuracy}
+        for f, r, rung, accuracy in rows
+    ]  # fmt: skip
+    selection = {"folds": 3, "metric": "accuracy", "grid": grid, "chosen": grid[2]}
+    if search is None:
+        for row in grid:
+            del row["rung"]
+        return selection
+    rungs = [
+        {"rung": 0, "rows": 20, "candidates": 4, "seconds": 3.5},
+        {"rung": 1, "rows": 60, "candidates": 2, "seconds": 7.25},
+    ]
+    return {**selection, "search": search, "halving_factor": 3, "rungs": rungs}
+
+
+@pytest.mark.parametrize("search", ["halving", None])
+def test_model_selection_shows_the_rung_each_candidate_reached(tmp_path: Path, search) -> None:
+    output = _write_output(tmp_path)
+    evaluation = json.loads((output / "evaluation.json").read_text())
+    evaluation["model_selection"] = _selection(search)
+    (output / "evaluation.json").write_text(json.dumps(evaluation))
+    page = _parse(write_report(output).read_text(encoding="utf-8"))
+    text = " ".join(page.text_by_id["model-selection"].split())
+    assert "pca, regParam 0.001, none class weights" in text
+    order = [text.index(value) for value in ("88.0%", "83.0%", "97.0%", "31.0%")]
+    if search is None:  # an evaluation.json of before: the grid, best first, no rungs
+        assert "last rung" not in text and "halving" not in text
+        assert order[2] < order[0] < order[1] < order[3]
+        return
+    assert "successive halving" in text and "last rung" in text
+    assert "rung 0: 4 candidates on 20 rows (3.5 s) → rung 1: 2 candidates on 60 rows" in text
+    assert order == sorted(order)  # the last rung's candidates first, then by accuracy
+    assert text.count("(all rows)") == 2

@@ -9,12 +9,37 @@ model is refitted on all of train, scored on test, saved next to the PCA model, 
 coefficients exported so that ``predict`` needs no Spark. With a label map or a label depth
 (:mod:`fruitspark.labels`) the classes stay fine (varieties) and each fruit's probability is the
 sum of its varieties': both levels are scored.
+
+The default grid is 40 candidates (5 inputs x 4 regParams x 2 weightings); fitting each on
+every fold (``--search grid``) is 121 fits, hours on 2 cores for ~10,000 images. The default
+search is successive halving (``--search halving``): rung 0 cross-validates every candidate on
+a small sample of train, each next rung keeps the best 1/factor (at least 1) and gives them
+factor times the rows, and the last rung is the k-fold CV of the grid search on all of train
+(the same folds), whose best candidate is refitted on all of it. At factor 3 the 40 candidates
+cost 40/27 + 14/9 + 5/3 + 2 = 6.7 candidates' full CV instead of 40.
+The resource is the number of training rows, not L-BFGS iterations: a fit stopped early ranks
+candidates by how fast they converge (strong regularisation converges first), while a fit on
+fewer rows is the same problem, only noisier, at a cost linear in the rows. Its known bias is
+that small samples favour stronger regularisation; keeping a third of the candidates per rung
+keeps the neighbours of the best regParam, and the last two rungs compare on a third of the rows
+and on all of them. The rows are sampled per class and fold (stratified: each (class, fold)
+keeps the same share, at least MIN_ROWS_PER_STRATUM rows, so no class vanishes and every fold
+keeps the classes it had), by a seeded hash of the path: the same rows for every candidate of a
+rung, nested from rung to rung. The fold column is kept, so validation rows are still never
+near-copies of training rows (:func:`_with_weights_and_folds`). Each rung is one Spark ML
+``CrossValidator`` over the candidates left, ``parallelism`` models at a time (it also refits
+its best on the rung's sample: a third of a fit in all). Ties go to the candidate earlier in
+the grid. Rows are a sound resource where a fit's cost is in its rows (~10,000 images: ~0.8 s
+an L-BFGS iteration); on a train split of about a thousand images an iteration is mostly
+Spark's per-job overhead, whatever the rows, and halving saves less (README, "evaluate").
 """
 
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -32,10 +57,14 @@ WORST_CLASSES = 12
 VECTORS = {"pca": "pca_vector", "features": "raw_vector", "both": "both_vector"}
 WEIGHTS = {"none": "unit_weight", "balanced": "balanced_weight"}
 FILE_RUN = 10  # consecutive file numbers kept in one fold
+MIN_ROWS_PER_STRATUM = 2  # rows a (class, fold) keeps in a halving sample, when it has them
+SAMPLE_SEED = 42  # of the hash that orders the rows of a (class, fold) for the samples
+DRAW = "draw"  # that order: 1, 2, ... within a (class, fold)
+SEARCHES = ("halving", "grid")
 
 
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
+def _help(text: str, default, **metadata):
+    return field(default=default, metadata={"help": text, **metadata})
 
 
 @dataclass(frozen=True)
@@ -55,6 +84,15 @@ class EvaluateOptions:
     folds: int = _help("cross-validation folds on the train split", 3)
     parallelism: int = _help("models fitted at once during cross-validation", 2)
     max_iter: int = _help("L-BFGS iterations per fit", 200)
+    search: str = _help(
+        "halving: every candidate CV'd on a stratified sample of train, the best 1/factor on "
+        "factor x the rows, ..., the last rung on all of train; grid: every candidate on all",
+        "halving",
+        choices=SEARCHES,
+    )
+    halving_factor: int = _help(
+        "halving: each rung keeps 1/factor of the candidates and gives them factor x the rows", 3
+    )
     label_map: str | None = _help("CSV label,fruit (or 'fruits', the packaged map)", None)
     label_depth: int | None = _help("fruit = folder at this depth below the split folder", None)
 
@@ -70,6 +108,31 @@ class EvaluateOptions:
             raise ValueError("colour boosts must be > 0")
         if self.label_depth is not None and self.label_depth < 1:
             raise ValueError("label depth counts from 1 (the first folder below train/)")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be halving or grid, not {self.search!r}")
+        if self.halving_factor < 2:
+            raise ValueError(f"halving factor must be at least 2, not {self.halving_factor}")
+        if self.parallelism < 1 or self.max_iter < 1:
+            raise ValueError("parallelism and max iter must be at least 1")
+
+
+def halving_schedule(candidates: int, factor: int) -> list[int]:
+    """Candidates per rung: all at rung 0, then the best ceil(n / factor) of the previous rung,
+    until at most ``factor`` are left (one more cut would leave a single candidate, whose full
+    CV would choose nothing); 40 at factor 3: [40, 14, 5, 2]. Rung r of R gets 1/factor^(R-1-r)
+    of the rows, the last all of them."""
+    counts = [candidates]
+    while counts[-1] > factor:
+        counts.append(-(-counts[-1] // factor))
+    return counts
+
+
+def sample_plan(
+    strata: dict[Hashable, int], divisor: int, minimum: int = MIN_ROWS_PER_STRATUM
+) -> dict[Hashable, int]:
+    """Rows each stratum (a class in a fold) keeps in a rung given 1/divisor of the rows:
+    ceil(n / divisor), at least ``minimum`` (all when it has fewer); divisor 1: every row."""
+    return {key: min(n, max(minimum, -(-n // divisor))) for key, n in strata.items()}
 
 
 def class_scores(pairs: Counter, labels: list[str]) -> dict[str, dict[str, float]]:
@@ -139,6 +202,8 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     storage = Storage(spark, output)
     data = _data(spark, storage, output, options)
     train, folds = _with_weights_and_folds(data.train, options.folds, data.class_counts)
+    if options.search == "halving":
+        train = _with_draw(train)
     # A task a core: the folds' shuffles leave ~200 partitions of a few dozen rows, and every
     # solver iteration of every candidate would pay that many tasks
     train = train.coalesce(max(1, sparkenv.parallelism(spark))).cache()
@@ -372,7 +437,8 @@ def _candidates(options: EvaluateOptions, widths: dict) -> list[dict]:
 
 
 def _cross_validate(train, options: EvaluateOptions, widths: dict):
-    """The grid's k-fold accuracy, fitted ``parallelism`` models at a time; the best refitted.
+    """The chosen candidate refitted on all of ``train``, and the selection: every candidate's
+    k-fold accuracy at the last rung it reached (:func:`_search`; the grid search is one rung).
 
     Each candidate standardises its input (fitted on the fold's train rows), multiplies the colour
     block by its boost, then fits the logistic regression without further standardisation: with
@@ -380,11 +446,33 @@ def _cross_validate(train, options: EvaluateOptions, widths: dict):
     colour columns b^2 times cheaper to use under the L2 penalty (Fruits-360's varieties differ in
     colour, which real photos do not need as much).
     """
+    pipeline, grid = _pipeline_and_grid(options, widths, candidates := _candidates(options, widths))
+    selection = {"search": options.search, "folds": options.folds, "metric": "accuracy"}
+    if options.search == "halving":
+        selection["halving_factor"] = options.halving_factor
+    if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
+        model = pipeline.fit(train, grid[0])
+        chosen = {**candidates[0], "rung": None, "cv_accuracy": None}
+        return model, {**selection, "rungs": [], "grid": [], "chosen": chosen}
+    if options.search == "halving":
+        schedule = halving_schedule(len(grid), options.halving_factor)
+    else:
+        schedule = [len(grid)]
+    model, rungs, reached = _search(pipeline, grid, train, options, schedule)
+    scored = [
+        {**candidate, "rung": rung, "cv_accuracy": accuracy}
+        for candidate, (rung, accuracy) in zip(candidates, reached, strict=True)
+    ]
+    best = _ranked(reached, range(len(grid)))[0]
+    return model, {**selection, "rungs": rungs, "grid": scored, "chosen": scored[best]}
+
+
+def _pipeline_and_grid(options: EvaluateOptions, widths: dict, candidates: list[dict]):
+    """The candidates' Spark ML pipeline (scaler, colour boost, logistic regression) and a param
+    map per candidate."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.feature import ElementwiseProduct, StandardScaler
-    from pyspark.ml.tuning import CrossValidator
 
     scaler = StandardScaler(withMean=True, withStd=True, outputCol="scaled")
     booster = ElementwiseProduct(inputCol="scaled", outputCol="boosted")
@@ -396,8 +484,6 @@ def _cross_validate(train, options: EvaluateOptions, widths: dict):
         maxIter=options.max_iter,
         standardization=False,
     )
-    pipeline = Pipeline(stages=[scaler, booster, estimator])
-    candidates = _candidates(options, widths)
     grid = [
         {
             scaler.inputCol: VECTORS[candidate["features"]],
@@ -409,26 +495,84 @@ def _cross_validate(train, options: EvaluateOptions, widths: dict):
         }
         for candidate in candidates
     ]
-    if options.folds < 2:  # a single run of images: nothing to hold out, the first candidate
-        model = pipeline.fit(train, grid[0])
-        chosen = {**candidates[0], "cv_accuracy": None}
-        return model, {"folds": options.folds, "metric": "accuracy", "grid": [], "chosen": chosen}
+    return Pipeline(stages=[scaler, booster, estimator]), grid
+
+
+def _ranked(reached: list[tuple[int, float]], indices) -> list[int]:
+    """Candidates best first: the later rung, then the higher accuracy, then grid order."""
+    return sorted(indices, key=lambda index: (-reached[index][0], -reached[index][1], index))
+
+
+def _search(pipeline, grid: list, train, options: EvaluateOptions, schedule: list[int]):
+    """Successive halving over ``schedule`` (candidates per rung; one rung: the grid search): a
+    CrossValidator per rung on its sample of ``train`` (its ``DRAW`` column, see
+    :func:`sample_plan`), the best ``schedule[r + 1]`` going on. Returns the last rung's best
+    refitted on all of ``train``, the rungs (rows, candidates, seconds) and, per candidate, the
+    last rung it reached with its accuracy there."""
+    last = len(schedule) - 1
+    total = train.count()
+    if last:
+        counts = train.groupBy("label", "fold").count().collect()
+        strata = {(row["label"], row["fold"]): row["count"] for row in counts}
+    alive, reached, rungs = list(range(len(grid))), [(-1, 0.0)] * len(grid), []
+    for rung, size in enumerate(schedule):
+        started = time.perf_counter()
+        alive = sorted(_ranked(reached, alive)[:size])
+        rows, count = train, total
+        if rung < last:
+            rows, count = _sample(
+                train, sample_plan(strata, options.halving_factor ** (last - rung))
+            )
+        fitted = _cv(pipeline, [grid[index] for index in alive], rows, options)
+        for index, metric in zip(alive, fitted.avgMetrics, strict=True):
+            reached[index] = (rung, float(metric))
+        if rows is not train:
+            rows.unpersist()
+        seconds = round(time.perf_counter() - started, 1)
+        rungs.append({"rung": rung, "rows": count, "candidates": size, "seconds": seconds})
+    best = _ranked(reached, alive)[0]
+    model = fitted.bestModel if alive[int(np.argmax(fitted.avgMetrics))] == best else None
+    return model or pipeline.fit(train, grid[best]), rungs, reached
+
+
+def _with_draw(train):
+    """The ``DRAW`` column: the rows of each (class, fold) numbered 1, 2, ... in the order of a
+    seeded hash of the path (then the path): a sample's first n of a stratum are the same rows
+    in every run, for every candidate, and include a smaller sample's."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy("label", "fold").orderBy(
+        F.xxhash64(F.lit(SAMPLE_SEED), "path"), "path"
+    )
+    return train.withColumn(DRAW, F.row_number().over(order))
+
+
+def _sample(train, plan: dict[tuple[str, int], int]):
+    """The rows of ``train`` a rung's plan keeps ((class, fold) -> rows), cached, and their
+    count."""
+    from pyspark.sql import functions as F
+
+    quota = F.create_map(
+        *[F.lit(item) for (label, fold), n in plan.items() for item in (f"{fold}/{label}", n)]
+    )
+    stratum = F.concat_ws("/", F.col("fold").cast("string"), F.col("label"))
+    return train.where(F.col(DRAW) <= quota[stratum]).cache(), sum(plan.values())
+
+
+def _cv(pipeline, maps: list, rows, options: EvaluateOptions):
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator
+
     validator = CrossValidator(
         estimator=pipeline,
-        estimatorParamMaps=grid,
+        estimatorParamMaps=maps,
         evaluator=MulticlassClassificationEvaluator(labelCol="target", metricName="accuracy"),
         numFolds=options.folds,
         foldCol="fold",
         parallelism=options.parallelism,
     )
-    fitted = validator.fit(train)
-    scored = [
-        {**candidate, "cv_accuracy": float(metric)}
-        for candidate, metric in zip(candidates, fitted.avgMetrics, strict=True)
-    ]
-    best = max(range(len(scored)), key=lambda index: scored[index]["cv_accuracy"])
-    selection = {"folds": options.folds, "metric": "accuracy", "grid": scored}
-    return fitted.bestModel, {**selection, "chosen": scored[best]}
+    return validator.fit(rows)
 
 
 def folded(mean, std, scale, coefficients, intercepts) -> tuple[np.ndarray, np.ndarray]:

@@ -499,7 +499,7 @@ def _evaluation_context(evaluation: dict[str, Any]) -> dict[str, Any]:
         "top1": evaluation["top1"],
         "top5": evaluation["top5"],
         "trained_on": evaluation["trained_on"],
-        "selection": evaluation.get("model_selection"),  # the CV grid and its choice
+        "selection": _selection_context(evaluation.get("model_selection")),
         "fruit_level": evaluation.get("fruit_level"),
         "tested_on": evaluation["tested_on"],
         "per_class": per_class,
@@ -509,6 +509,25 @@ def _evaluation_context(evaluation: dict[str, Any]) -> dict[str, Any]:
         "confusion": _confusion_table(evaluation["confusion"]),
         "thumbnails": _thumbnails(misclassified[:MAX_THUMBNAILS]),
         "thumbnails_hidden": len(misclassified) - MAX_THUMBNAILS,
+    }
+
+
+def _selection_context(selection: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The CV grid and its choice, candidates that reached the last rung first, best first.
+    An evaluation.json of before successive halving has no ``search``, ``rungs`` nor ``rung``:
+    it was a grid search, every candidate on the full CV."""
+    if not selection:
+        return None
+    rows = sorted(
+        selection["grid"],
+        key=lambda row: (-(row.get("rung") or 0), -(row.get("cv_accuracy") or 0.0)),
+    )
+    return {
+        "search": "grid",
+        "rungs": [],
+        "halving_factor": None,
+        **selection,
+        "grid": rows,
     }
 
 
