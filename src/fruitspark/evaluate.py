@@ -82,7 +82,10 @@ class EvaluateOptions:
     reg_params: tuple[float, ...] = _help("regParam candidates", (1e-5, 1e-4, 1e-3, 1e-2))
     class_weights: tuple[str, ...] = _help("class weightings: none, balanced", ("none", "balanced"))
     folds: int = _help("cross-validation folds on the train split", 3)
-    parallelism: int = _help("models fitted at once during cross-validation", 2)
+    # PySpark's CrossValidator fits ``parallelism`` > 1 models in Python threads; on PySpark 4
+    # the driver then keeps a coefficient-sized double[] per L-BFGS iteration, which killed a
+    # default evaluate of 1,142 images in a 2 GB driver (none kept with 1, nor on 3.5.6: README)
+    parallelism: int = _help("models fitted at once during cross-validation", 1)
     max_iter: int = _help("L-BFGS iterations per fit", 200)
     search: str = _help(
         "halving: every candidate CV'd on a stratified sample of train, the best 1/factor on "
