@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from fruitspark import sparkenv
 from fruitspark.feature_column import feature_matrix
+from fruitspark.task_parquet import SPARK_SCHEMA_KEY
 
 VECTOR_COL = "vector"
 PCA_COL = "pca"
@@ -389,7 +390,7 @@ def _spark_parquet(row: dict) -> bytes:
     arrow_fields = [pa.field(name, _udt_storage(value)) for name, value in row.items()]
     schema = pa.schema(
         arrow_fields,
-        metadata={"org.apache.spark.sql.parquet.row.metadata": json.dumps(spark_schema)},
+        metadata={SPARK_SCHEMA_KEY: json.dumps(spark_schema)},
     )
     table = pa.Table.from_pylist([row], schema=schema)
     buffer = pa.BufferOutputStream()
@@ -401,6 +402,27 @@ def spark_udt(value: dict) -> dict:
     """The schema JSON of Spark ML's ``MatrixUDT`` or ``VectorUDT`` (as ``value`` is one), as
     ``pyspark.ml.linalg``'s give it: written here, because importing ``pyspark.ml`` for it cost
     every run 0.6 s (tests/test_reduce.py compares the two)."""
+    name, sql_type = _udt_sql_type(value)
+    return {
+        "type": "udt",
+        "class": f"org.apache.spark.ml.linalg.{name}",
+        "pyClass": f"pyspark.ml.linalg.{name}",
+        "sqlType": sql_type.jsonValue(),
+    }
+
+
+def _udt_storage(value: dict) -> pa.DataType:
+    """The Arrow struct of the UDT's ``sqlType``, which pyarrow writes and Spark reads."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    _, sql_type = _udt_sql_type(value)
+    return pa.struct(
+        [pa.field(f.name, to_arrow_type(f.dataType), f.nullable) for f in sql_type.fields]
+    )
+
+
+def _udt_sql_type(value: dict):
+    """``(class name, sqlType)`` of the UDT a vector or matrix ``value`` is stored as."""
     from pyspark.sql import types as T
 
     byte, count = T.ByteType(), T.IntegerType()
@@ -416,22 +438,4 @@ def spark_udt(value: dict) -> dict:
             ("type", byte, False), ("size", count, True),
             ("indices", ints, True), ("values", doubles, True),
         ]  # fmt: skip
-    sql_type = T.StructType([T.StructField(*field) for field in fields])
-    return {
-        "type": "udt",
-        "class": f"org.apache.spark.ml.linalg.{name}",
-        "pyClass": f"pyspark.ml.linalg.{name}",
-        "sqlType": sql_type.jsonValue(),
-    }
-
-
-def _udt_storage(value: dict) -> pa.DataType:
-    """The Arrow struct of VectorUDT's or MatrixUDT's ``sqlType`` (same names, same order)."""
-    ints, doubles = (
-        pa.list_(pa.field("element", pa.int32(), False)),
-        pa.list_(pa.field("element", pa.float64(), False)),
-    )
-    types = {"type": pa.int8(), "size": pa.int32(), "numRows": pa.int32(), "numCols": pa.int32(),
-             "colPtrs": ints, "rowIndices": ints, "indices": ints, "values": doubles,
-             "isTransposed": pa.bool_()}  # fmt: skip
-    return pa.struct([pa.field(name, types[name], name != "type") for name in value])
+    return name, T.StructType([T.StructField(*field) for field in fields])
