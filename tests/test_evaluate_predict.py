@@ -22,6 +22,7 @@ from fruitspark.evaluate import (
     evaluate,
     halving_schedule,
     sample_plan,
+    solver_tasks,
     worst_confusion,
 )
 from fruitspark.pipeline import RunConfig, run
@@ -121,6 +122,15 @@ def test_balanced_weights_are_left_out_when_they_equal_unit_weights():
     assert _without_duplicate_candidates(only, [5, 5]).class_weights == ("balanced",)
 
 
+def test_a_solver_pass_gets_a_second_task_only_when_its_work_pays_for_it():
+    assert solver_tasks(144, 2_700, 12, parallelism=2) == 1  # the demo
+    assert solver_tasks(1_142, 2_758, 28, parallelism=2) == 1  # grocery train
+    assert solver_tasks(3_426, 2_758, 28, parallelism=2) == 2
+    assert solver_tasks(100_000, 2_758, 133, parallelism=8) == 8
+    assert solver_tasks(100_000, 2_758, 133, parallelism=1) == 1
+    assert solver_tasks(0, 2_758, 1, parallelism=2) == 1
+
+
 def test_halving_keeps_the_best_third_per_rung_until_at_most_factor_are_left():
     assert halving_schedule(40, 3) == [40, 14, 5, 2]
     assert halving_schedule(20, 3) == [20, 7, 3]
@@ -164,22 +174,40 @@ HALVING_GRID = EvaluateOptions(
 )  # fmt: skip
 
 
+def _driver_double_arrays(spark) -> int | None:
+    """Live ``double[]`` on the driver JVM (a class histogram runs a full GC first); None
+    without the JDK's jcmd."""
+    if shutil.which("jcmd") is None:
+        return None
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    histogram = subprocess.run(
+        ["jcmd", str(pid), "GC.class_histogram"], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [line.split() for line in histogram.splitlines()]  # "#: count bytes [D (module)"
+    return next(int(row[1]) for row in rows if len(row) > 3 and row[3] == "[D")
+
+
 @pytest.fixture(scope="module")
 def searched(spark, evaluated, tmp_path_factory):
     """The evaluated output searched by halving and by the grid, each in a copy. regParam 1e3
     leaves a near nearest-class-mean classifier (0.68 CV accuracy on raw features, 0.15 on PCA,
-    against 1.0 and 0.78 at 1e-3): raw features only, so that it is the one clearly bad input."""
-    results = {}
+    against 1.0 and 0.78 at 1e-3): raw features only, so that it is the one clearly bad input.
+    The grid's evaluate also counts the driver's live ``double[]`` before and after it (the
+    halving one has run the same classes: loaded, caches filled), or None without jcmd."""
+    results, arrays = {}, None
     for search in ("halving", "grid"):
         output = tmp_path_factory.mktemp(search) / "out"
         shutil.copytree(evaluated[0], output)
+        before = _driver_double_arrays(spark) if search == "grid" else None
         evaluate(str(output), spark, replace(HALVING_GRID, search=search))
+        if before is not None:
+            arrays = _driver_double_arrays(spark) - before
         results[search] = json.loads((output / "evaluation.json").read_text())["model_selection"]
-    return results
+    return results, arrays
 
 
 def test_halving_drops_the_bad_candidates_at_rung_0_and_chooses_on_all_rows(searched):
-    halving = searched["halving"]
+    halving = searched[0]["halving"]
     assert halving["search"] == "halving" and halving["halving_factor"] == 3
     rungs = halving["rungs"]
     assert [rung["candidates"] for rung in rungs] == [4, 2]
@@ -195,7 +223,7 @@ def test_halving_drops_the_bad_candidates_at_rung_0_and_chooses_on_all_rows(sear
 
 
 def test_the_grid_search_gives_every_candidate_the_full_cv(searched):
-    grid, halving = searched["grid"], searched["halving"]
+    grid, halving = searched[0]["grid"], searched[0]["halving"]
     assert grid["search"] == "grid" and grid["folds"] == halving["folds"]
     assert [(rung["candidates"], rung["rows"]) for rung in grid["rungs"]] == [(4, 32)]
     assert len(grid["grid"]) == 4
@@ -209,24 +237,9 @@ def test_the_grid_search_gives_every_candidate_the_full_cv(searched):
             assert row["cv_accuracy"] == pytest.approx(full[row["features"], row["reg_param"]])
 
 
-def _driver_double_arrays(spark) -> int:
-    """Live ``double[]`` on the driver JVM (a class histogram runs a full GC first)."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
-    histogram = subprocess.run(
-        ["jcmd", str(pid), "GC.class_histogram"], capture_output=True, text=True, check=True
-    ).stdout
-    rows = [line.split() for line in histogram.splitlines()]  # "#: count bytes [D (module)"
-    return next(int(row[1]) for row in rows if len(row) > 3 and row[3] == "[D")
-
-
 @pytest.mark.skipif(shutil.which("jcmd") is None, reason="needs the JDK's jcmd")
-def test_the_default_evaluate_leaves_no_arrays_on_the_driver(spark, evaluated, searched, tmp_path):
+def test_the_default_evaluate_leaves_no_arrays_on_the_driver(searched):
     """PySpark 4's CrossValidator with parallelism > 1 left a coefficient-sized double[] per
-    L-BFGS iteration on the driver (here ~100 for 4 candidates x 3 folds x 8 iterations).
-    ``searched`` has run the same evaluate already: classes loaded, caches filled."""
-    output = tmp_path / "out"
-    shutil.copytree(evaluated[0], output)
-    grid = replace(HALVING_GRID, search="grid")
-    before = _driver_double_arrays(spark)
-    evaluate(str(output), spark, grid)
-    assert _driver_double_arrays(spark) - before < 25
+    L-BFGS iteration on the driver (here ~100 for 4 candidates x 3 folds x 8 iterations; 676
+    more with parallelism 2, when this test was written)."""
+    assert searched[1] < 25
