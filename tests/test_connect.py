@@ -26,7 +26,7 @@ JOB = """
 import dataclasses, json, os, pickle, sys
 from pyspark.sql import SparkSession
 from pyspark.sql.connect.session import SparkSession as ConnectSession
-from fruitspark import EvaluateOptions, RunConfig, evaluate, run
+from fruitspark import QUICK_GRID, RunConfig, evaluate, run
 from fruitspark.model import DEFAULT_MODEL, DEFAULT_PRECISION, resolve_model
 from fruitspark.sparkenv import is_connect, ship_file
 from fruitspark.storage import Storage
@@ -49,9 +49,7 @@ spec = resolve_model(DEFAULT_MODEL, precision=DEFAULT_PRECISION)
 shipped = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
 summary = run(RunConfig(input=images, output=output, pca_k=8), spark)
 # a small grid: the default one's 40 candidates x 3 folds test the grid, not Connect
-grid = EvaluateOptions(features=('pca', 'both'), colour_boost=(1.0,), reg_params=(1e-4, 1e-2),
-                       class_weights=('none',))
-scores = evaluate(output, spark, grid)
+scores = evaluate(output, spark, QUICK_GRID)
 print(json.dumps({
     "connect": is_connect(spark),
     "storage": type(Storage(spark, output)).__name__,

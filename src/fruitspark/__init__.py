@@ -7,12 +7,13 @@ The Python API is the CLI's: ``run(RunConfig(input, output), spark)`` featurises
 
 __version__ = "0.1.0"
 
-from fruitspark.evaluate import EvaluateOptions, evaluate
+from fruitspark.evaluate import QUICK_GRID, EvaluateOptions, evaluate
 from fruitspark.featurize import FeaturizeOptions
 from fruitspark.pipeline import RunConfig, refresh_report, run
 from fruitspark.predict import Prediction, predict
 
 __all__ = [
+    "QUICK_GRID",
     "EvaluateOptions",
     "FeaturizeOptions",
     "Prediction",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fruitspark import __version__
 from fruitspark.cloud.cli import add_cloud_commands, command_cloud
-from fruitspark.evaluate import EvaluateOptions
+from fruitspark.evaluate import QUICK_GRID, EvaluateOptions
 from fruitspark.layout import REPORT
 from fruitspark.options import add_options, build
 from fruitspark.pipeline import RunConfig
@@ -111,14 +111,6 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# The demo's cross-validation: PCA or raw + PCA, two regularisations (studio shots of balanced
-# classes); the full default grid's 40 candidates x 3 folds took 12 minutes on 2 cores here with
-# --search grid (successive halving, the default, cross-validates 40 on 1/27 of the rows, ...).
-DEMO_GRID = EvaluateOptions(
-    features=("pca", "both"), colour_boost=(1.0,), reg_params=(1e-4, 1e-2), class_weights=("none",)
-)
-
-
 def command_demo(args: argparse.Namespace) -> int:
     from fruitspark.demo import prepare_demo_images
     from fruitspark.evaluate import evaluate
@@ -132,7 +124,7 @@ def command_demo(args: argparse.Namespace) -> int:
     spark = _session(args)
     summary = run(RunConfig(input=str(images), output=str(output), overwrite=True), spark)
     _print_summary(summary)
-    scores = evaluate(str(output), spark, DEMO_GRID)
+    scores = evaluate(str(output), spark, QUICK_GRID)
     refresh_report(str(output), spark)
     print(
         f"Test top-1 {scores['top1']:.3f}, top-5 {scores['top5']:.3f} on "

@@ -120,6 +120,15 @@ class EvaluateOptions:
             raise ValueError("parallelism and max iter must be at least 1")
 
 
+# Four candidates for studio shots of balanced classes (Fruits-360): PCA or raw + PCA, two
+# regularisations, unit weights; `fruitspark demo` and the notebook use it. The default grid's 40
+# are for a dataset nothing is known about yet: with --search grid they took 12 minutes on the
+# demo's 216 images, 2 cores.
+QUICK_GRID = EvaluateOptions(
+    features=("pca", "both"), colour_boost=(1.0,), reg_params=(1e-4, 1e-2), class_weights=("none",)
+)
+
+
 def solver_tasks(rows: int, width: int, classes: int, parallelism: int) -> int:
     """Tasks of each solver pass over the train rows: one per core only when a pass's work
     (rows x width x classes multiply-adds) pays for the extra task. The folds' shuffles leave
