@@ -19,15 +19,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-# The resolution each variant was trained at (efficientnet_params in the reference).
-INPUT_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+from fruitspark.model import INPUT_SIZES, MEAN_RGB, STD_RGB
+
 INPUT_SIZE = INPUT_SIZES["efficientnet_lite0"]
 FEATURE_DIM = 1280  # channels of the head conv, i.e. length of the pooled feature vector
-# The weights were converted from TF EfficientNet-Lite, trained on (x - 127) / 128 of 0..255 RGB,
-# not on torchvision's ImageNet mean/std. Measured on Fruits-360 test images of the 14 classes that
-# have an ImageNet class: top-1 0.90 with these, 0.73 with torchvision's (lemons: 1.0 with both).
-MEAN_RGB = (127.0, 127.0, 127.0)
-STD_RGB = (128.0, 128.0, 128.0)
 
 BN_EPS = 1e-3  # batch_norm_epsilon of the reference's GlobalParams
 STEM_STRIDE = 2
