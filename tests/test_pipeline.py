@@ -312,7 +312,8 @@ def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
     spark, subset, tmp_path, monkeypatch
 ):
     """Rows leaving the model are counted: a stage that recomputed the featurisation would
-    count them again. Listing, featurize and reduce each run one action (a few Spark jobs)."""
+    count them again. Listing, featurize, reduce and account each run one action (a few Spark
+    jobs)."""
     import fruitspark.pipeline as pipeline
 
     featurized_rows = spark.sparkContext.accumulator(0)
@@ -341,3 +342,4 @@ def test_each_image_is_featurised_once_and_each_stage_runs_its_jobs_once(
     # write is the features' Parquet and the CSV (the PCA model and its schema cost no job).
     assert jobs["list"] == 0 and jobs["featurize"] <= 3 and jobs["reduce"] == 1, jobs
     assert jobs["write"] <= 2, jobs
+    assert jobs["account"] == 1, jobs  # accounting and per-class counts: one aggregation

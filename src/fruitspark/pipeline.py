@@ -38,7 +38,7 @@ from fruitspark.model import (
     default_precision,
     resolve_model,
 )
-from fruitspark.output import OutputError, RunLock, account, check_output, commit
+from fruitspark.output import OutputError, RunLock, account_by, check_output, commit
 from fruitspark.progress import watch
 from fruitspark.reduce import (
     PcaFit,
@@ -535,7 +535,7 @@ def write_features_with_spark(rows, shipped, uri: str, dimension: int):
 
 
 def account_images(context: RunContext, listed: Listed, written: Written) -> Accounted:
-    """Accounting and the per-class counts, from the written output, one aggregation each.
+    """Accounting and the per-class counts, from the written output, in one aggregation.
 
     Their shuffles move paths and labels only: planned up front into a partition per core, they
     take about half the time that adaptive execution's extra jobs and re-planning cost them.
@@ -545,8 +545,9 @@ def account_images(context: RunContext, listed: Listed, written: Written) -> Acc
         stage(context, "account") as clock,
         sparkenv.temporary_conf(context.spark, small_shuffles),
     ):
-        accounting = account(listed.listing, written.features)
-        groups = written.features.groupBy("label", "split", "error").count().collect()
+        accounting, groups = account_by(
+            listed.listing, written.features, ("label", "split", "error")
+        )
     errors: dict[str, int] = {}
     labels: dict[str, int] = {}
     classes: dict[tuple, int] = {}
