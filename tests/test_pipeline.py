@@ -268,6 +268,8 @@ def test_manifest_input_reads_each_listed_image(spark, subset, tmp_path):
     ]
     manifest.write_text("\n".join([*lines, f"{images[1]},"]) + "\n")  # a duplicate line
     summary = run(RunConfig(input=str(manifest), output=str(tmp_path / "out"), pca_k=3), spark)
+    tracker = spark.sparkContext.statusTracker()  # a local CSV is read on the driver, as a folder
+    assert tracker.getJobIdsForGroup(job_group(summary.run_id, "list")) == []
     rows = _rows(tmp_path / "out")
     assert sorted(rows) == sorted(str(path) for path in images)
     assert summary.accounting.ok and summary.images.featurised == 10
