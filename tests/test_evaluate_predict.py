@@ -22,7 +22,9 @@ from fruitspark.evaluate import (
     evaluate,
     halving_schedule,
     sample_plan,
+    search_for,
     solver_tasks,
+    solver_work,
     worst_confusion,
 )
 from fruitspark.pipeline import RunConfig, run
@@ -123,12 +125,25 @@ def test_balanced_weights_are_left_out_when_they_equal_unit_weights():
 
 
 def test_a_solver_pass_gets_a_second_task_only_when_its_work_pays_for_it():
-    assert solver_tasks(144, 2_700, 12, parallelism=2) == 1  # the demo
-    assert solver_tasks(1_142, 2_758, 28, parallelism=2) == 1  # grocery train
-    assert solver_tasks(3_426, 2_758, 28, parallelism=2) == 2
-    assert solver_tasks(100_000, 2_758, 133, parallelism=8) == 8
-    assert solver_tasks(100_000, 2_758, 133, parallelism=1) == 1
-    assert solver_tasks(0, 2_758, 1, parallelism=2) == 1
+    def work(rows: int, width: int, classes: int) -> int:
+        return solver_work(rows, {"features": (width, None), "pca": (200, None)}, classes)
+
+    assert solver_tasks(work(144, 2_700, 12), parallelism=2) == 1  # the demo
+    assert solver_tasks(work(1_142, 2_758, 28), parallelism=2) == 1  # grocery train
+    assert solver_tasks(work(3_426, 2_758, 28), parallelism=2) == 2
+    assert solver_tasks(work(100_000, 2_758, 133), parallelism=8) == 8
+    assert solver_tasks(work(100_000, 2_758, 133), parallelism=1) == 1
+    assert solver_tasks(work(0, 2_758, 1), parallelism=2) == 1
+
+
+def test_auto_search_halves_only_where_a_fit_costs_its_rows():
+    small, large = (
+        solver_work(1_142, {"f": (2_758, None)}, 28),
+        solver_work(8_162, {"f": (2_799, None)}, 133),
+    )
+    assert search_for("auto", small) == "grid" and search_for("auto", large) == "halving"
+    assert search_for("halving", small) == "halving" and search_for("grid", large) == "grid"
+    assert EvaluateOptions().search == "auto"
 
 
 def test_halving_keeps_the_best_third_per_rung_until_at_most_factor_are_left():

@@ -139,7 +139,7 @@ def mixed(spark, subset, tmp_path_factory):
     summary = run(config, spark)
     options = EvaluateOptions(
         features=("pca", "features"), reg_params=(1e-3, 1e-1), class_weights=("balanced",),
-        label_map="fruits", label_depth=2,
+        label_map="fruits", label_depth=2, search="halving",  # auto: the grid, at this size
     )  # fmt: skip
     return root / "out", summary, evaluate(str(root / "out"), spark, options)
 

@@ -60,7 +60,7 @@ FILE_RUN = 10  # consecutive file numbers kept in one fold
 MIN_ROWS_PER_STRATUM = 2  # rows a (class, fold) keeps in a halving sample, when it has them
 SAMPLE_SEED = 42  # of the hash that orders the rows of a (class, fold) for the samples
 DRAW = "draw"  # that order: 1, 2, ... within a (class, fold)
-SEARCHES = ("halving", "grid")
+SEARCHES = ("auto", "halving", "grid")
 WORK_PER_SOLVER_TASK = 150_000_000  # multiply-adds of a solver pass a task is worth (solver_tasks)
 
 
@@ -90,8 +90,9 @@ class EvaluateOptions:
     max_iter: int = _help("L-BFGS iterations per fit", 200)
     search: str = _help(
         "halving: every candidate CV'd on a stratified sample of train, the best 1/factor on "
-        "factor x the rows, ..., the last rung on all of train; grid: every candidate on all",
-        "halving",
+        "factor x the rows, ..., the last rung on all of train; grid: every candidate on all; "
+        "auto: halving where a fit's cost is in its rows, else the grid (search_for)",
+        "auto",
         choices=SEARCHES,
     )
     halving_factor: int = _help(
@@ -113,7 +114,7 @@ class EvaluateOptions:
         if self.label_depth is not None and self.label_depth < 1:
             raise ValueError("label depth counts from 1 (the first folder below train/)")
         if self.search not in SEARCHES:
-            raise ValueError(f"search must be halving or grid, not {self.search!r}")
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
         if self.halving_factor < 2:
             raise ValueError(f"halving factor must be at least 2, not {self.halving_factor}")
         if self.parallelism < 1 or self.max_iter < 1:
@@ -129,14 +130,29 @@ QUICK_GRID = EvaluateOptions(
 )
 
 
-def solver_tasks(rows: int, width: int, classes: int, parallelism: int) -> int:
-    """Tasks of each solver pass over the train rows: one per core only when a pass's work
-    (rows x width x classes multiply-adds) pays for the extra task. The folds' shuffles leave
-    ~200 partitions of a few dozen rows, and every L-BFGS iteration of every candidate runs a
-    Spark job over them; measured on 2 cores (README, "evaluate"), a second task made a fit
-    slower at 1,142 rows x 2,758 x 28 classes (6.4 vs 4.3 s) and faster at 3,426 (9.8 vs 13.0 s)."""
-    work = rows * width * classes
+def solver_work(rows: int, widths: dict, classes: int) -> int:
+    """Multiply-adds of one solver pass over the train rows with the widest input."""
+    return rows * max(width for width, _ in widths.values()) * classes
+
+
+def solver_tasks(work: int, parallelism: int) -> int:
+    """Tasks of each solver pass over the train rows: one per core only when a pass's ``work``
+    pays for the extra task. The folds' shuffles leave ~200 partitions of a few dozen rows, and
+    every L-BFGS iteration of every candidate runs a Spark job over them; measured on 2 cores
+    (README, "evaluate"), a second task made a fit slower at 1,142 rows x 2,758 x 28 classes
+    (6.4 vs 4.3 s) and faster at 3,426 (9.8 vs 13.0 s)."""
     return max(1, min(parallelism, -(-work // WORK_PER_SOLVER_TASK)))
+
+
+def search_for(search: str, work: int) -> str:
+    """``auto``: successive halving only where a fit's cost grows with its rows, i.e. where a
+    solver pass over all of train is worth more than one task; below that every fit costs
+    Spark's per-job overhead whatever its rows, and halving's 40 + 14 + 5 + 2 candidates cost
+    more than the grid's 40 (grocery train, 1,142 rows: rung 0 on 168 rows and the last rung on
+    all took the same 3.9 s a fit)."""
+    if search != "auto":
+        return search
+    return "halving" if work > WORK_PER_SOLVER_TASK else "grid"
 
 
 def halving_schedule(candidates: int, factor: int) -> list[int]:
@@ -225,17 +241,13 @@ def evaluate(output: str, spark=None, options: EvaluateOptions | None = None) ->
     storage = Storage(spark, output)
     data = _data(spark, storage, output, options)
     train, folds = _with_weights_and_folds(data.train, options.folds, data.class_counts)
-    if options.search == "halving":
-        train = _with_draw(train)
     widths = _widths(data.described)
-    tasks = solver_tasks(
-        sum(data.class_counts.values()),
-        max(width for width, _ in widths.values()),
-        len(data.labels),
-        sparkenv.parallelism(spark),
-    )
-    train = train.coalesce(tasks).cache()
-    classifier, selection = _cross_validate(train, replace(data.options, folds=folds), widths)
+    work = solver_work(sum(data.class_counts.values()), widths, len(data.labels))
+    chosen = replace(data.options, folds=folds, search=search_for(data.options.search, work))
+    if chosen.search == "halving":
+        train = _with_draw(train)
+    train = train.coalesce(solver_tasks(work, sparkenv.parallelism(spark))).cache()
+    classifier, selection = _cross_validate(train, chosen, widths)
     predictions = _predictions(classifier, data.test, data.labels, data.fruit_of)
     predictions.write.mode("overwrite").parquet(storage.uri(PREDICTIONS))
     predictions = spark.read.parquet(storage.uri(PREDICTIONS)).cache()
