@@ -11,8 +11,10 @@ coefficients exported so that ``predict`` needs no Spark. With a label map or a 
 sum of its varieties': both levels are scored.
 
 The default grid is 40 candidates (5 inputs x 4 regParams x 2 weightings); fitting each on
-every fold (``--search grid``) is 121 fits, hours on 2 cores for ~10,000 images. The default
-search is successive halving (``--search halving``): rung 0 cross-validates every candidate on
+every fold (``--search grid``) is 121 fits, hours on 2 cores for ~10,000 images. There the
+default search (``auto``, :func:`search_for`) is successive halving (``--search halving``;
+below a thousand or so images every fit costs Spark's per-job overhead whatever its rows, and
+``auto`` takes the grid): rung 0 cross-validates every candidate on
 a small sample of train, each next rung keeps the best 1/factor (at least 1) and gives them
 factor times the rows, and the last rung is the k-fold CV of the grid search on all of train
 (the same folds), whose best candidate is refitted on all of it. At factor 3 the 40 candidates
