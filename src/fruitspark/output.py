@@ -15,13 +15,11 @@ import json
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from fruitspark.layout import RUN_LOCK, STAGING, SUMMARY, staged
 from fruitspark.summary import Accounting, Summary
-
-ACCOUNTED = ("listed", "rows", "missing", "duplicated", "unexpected")  # Accounting's counts
 
 
 class OutputError(ValueError):
@@ -155,14 +153,16 @@ def account_by(listed, written, keys: Sequence[str]) -> tuple[Accounting, list[d
     from pyspark.sql import functions as F
 
     types = {name: written.schema[name].dataType for name in keys}
-    marks = listed.select(
+    listed_marks = listed.select(
         "path", F.lit(1).alias("listings"), F.lit(0).alias("copies"),
         *[F.lit(None).cast(kind).alias(name) for name, kind in types.items()],
     )  # fmt: skip
-    copies = written.select("path", F.lit(0).alias("listings"), F.lit(1).alias("copies"), *keys)
+    written_marks = written.select(
+        "path", F.lit(0).alias("listings"), F.lit(1).alias("copies"), *keys
+    )
     counted = [F.sum("listings").alias("listings"), F.sum("copies").alias("copies")]
     per_path = (
-        marks.unionByName(copies)
+        listed_marks.unionByName(written_marks)
         .groupBy("path")
         .agg(*counted, *[F.max(name).alias(name) for name in keys])
     )
@@ -178,7 +178,8 @@ def account_by(listed, written, keys: Sequence[str]) -> tuple[Accounting, list[d
         )
         .collect()
     )
-    totals = {name: sum(int(row[name]) for row in rows) for name in ACCOUNTED}
+    counts = [field.name for field in fields(Accounting) if field.name != "ok"]
+    totals = {name: sum(int(row[name]) for row in rows) for name in counts}
     ok = totals["missing"] == totals["duplicated"] == totals["unexpected"] == 0
     groups = [{**{name: row[name] for name in keys}, "count": int(row["rows"])} for row in rows]
     return Accounting(**totals, ok=ok), [group for group in groups if group["count"]]

@@ -191,22 +191,18 @@ def list_local_manifest(spark, manifest: str) -> tuple[object, int, int]:
         with open(manifest, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)
             records = [{name: value or None for name, value in row.items()} for row in reader]
-            names = [name for name in LISTING_COLUMNS if name in (reader.fieldnames or ())]
+            names = list(reader.fieldnames or ())
     except (OSError, ValueError, csv.Error) as error:
         raise SourceError(f"cannot read manifest {manifest}: {_first_line(error)}") from None
     first: dict[str, dict] = {}
     for record in records:
         if record.get("path") is not None:
             first.setdefault(record["path"], record)
-    rows = [[_text(record.get(name)) for name in names] for record in first.values()]
+    rows = [[record.get(name) for name in names] for record in first.values()]
     schema = StructType([StructField(name, StringType()) for name in names])
     frame = _as_listing(spark.createDataFrame(rows, schema), manifest)
-    sizes = (str(record.get("size") or "").strip() for record in first.values())
+    sizes = ((record.get("size") or "").strip() for record in first.values())
     return frame, len(rows), sum(int(size) for size in sizes if size.isdigit())
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
 
 
 def _as_listing(frame, manifest: str):
