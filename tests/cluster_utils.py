@@ -221,35 +221,42 @@ def _wait(cluster: Cluster, ready, timeout: float, what: str) -> None:
 def busy_worker_mid_featurize(
     cluster: Cluster, ui_port: int, process: subprocess.Popen, timeout: float
 ) -> int:
-    """The index of a worker whose executor is running a featurize task, once a task of that
-    stage has finished: the job is then mid-stage, and killing that worker loses running tasks
-    (a worker whose executor sits idle, or has not registered yet, would lose none). Asked of
-    the driver's REST API on loopback: the stage keeps its rows in Spark's cache, so nothing on
-    disk tells. An executor's directory under a worker's work dir says which worker runs it."""
+    """The index of the worker whose executor started the newest running featurize task, once a
+    task of that stage has finished: the job is then mid-stage, and killing that worker loses a
+    task that has most of its run ahead of it (an executor between two short tasks, or one not
+    registered yet, would lose none). Asked of the driver's REST API on loopback: the stage keeps
+    its rows in Spark's cache, so nothing on disk tells. An executor's directory under a worker's
+    work dir says which worker runs it."""
     api = f"http://127.0.0.1:{ui_port}/api/v1/applications"
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
-        with suppress(OSError, ValueError):
+        with suppress(OSError, ValueError, KeyError):
             for app in _get_json(api):
-                if _featurize_mid_stage(f"{api}/{app['id']}"):
-                    busy = [
-                        e["id"] for e in _get_json(f"{api}/{app['id']}/executors")
-                        if e["id"] != "driver" and e["activeTasks"]
-                    ]  # fmt: skip
-                    for index, work_dir in enumerate(cluster.worker_dirs):
-                        if any((work_dir / app["id"] / executor).is_dir() for executor in busy):
-                            return index
-        time.sleep(0.1)
+                executor = _newest_featurize_task_executor(f"{api}/{app['id']}")
+                for index, work_dir in enumerate(cluster.worker_dirs):
+                    if executor and (work_dir / app["id"] / executor).is_dir():
+                        return index
+        time.sleep(0.05)
     raise AssertionError(f"featurize never got going on a worker (exit {process.returncode})")
 
 
-def _featurize_mid_stage(app_api: str) -> bool:
-    return any(
-        job.get("jobGroup", "").endswith("-featurize")
-        and job["numCompletedTasks"]
-        and job["numActiveTasks"]
-        for job in _get_json(f"{app_api}/jobs?status=running")
-    )
+def _newest_featurize_task_executor(app_api: str) -> str | None:
+    """The executor of the latest-launched running task of a featurize job that has finished a
+    task, or None."""
+    for job in _get_json(f"{app_api}/jobs?status=running"):
+        if job.get("jobGroup", "").endswith("-featurize") and job["numCompletedTasks"]:
+            running = [
+                task
+                for stage in job["stageIds"]
+                for attempt in _get_json(f"{app_api}/stages/{stage}")
+                for task in _get_json(
+                    f"{app_api}/stages/{stage}/{attempt['attemptId']}/taskList?length=1000"
+                )
+                if task["status"] == "RUNNING"
+            ]
+            if running:
+                return max(running, key=lambda task: task["launchTime"])["executorId"]
+    return None
 
 
 def _get_json(url: str):
