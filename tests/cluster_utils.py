@@ -221,12 +221,13 @@ def _wait(cluster: Cluster, ready, timeout: float, what: str) -> None:
 def busy_worker_mid_featurize(
     cluster: Cluster, ui_port: int, process: subprocess.Popen, timeout: float
 ) -> int:
-    """The index of the worker whose executor started the newest running featurize task, once a
-    task of that stage has finished: the job is then mid-stage, and killing that worker loses a
-    task that has most of its run ahead of it (an executor between two short tasks, or one not
-    registered yet, would lose none). Asked of the driver's REST API on loopback: the stage keeps
-    its rows in Spark's cache, so nothing on disk tells. An executor's directory under a worker's
-    work dir says which worker runs it."""
+    """The index of the worker whose executor runs the newest featurize task, as soon as one
+    runs: an executor's first task also starts its Python worker and loads the model (a second
+    or more), so killing that worker then surely loses a running task. Waiting for a task to
+    finish first, then killing a busy one, could catch an executor between two 0.1 s tasks and
+    lose none. Asked of the driver's REST API on loopback: the stage keeps its rows in Spark's
+    cache, so nothing on disk tells. An executor's directory under a worker's work dir says
+    which worker runs it."""
     api = f"http://127.0.0.1:{ui_port}/api/v1/applications"
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
@@ -241,10 +242,9 @@ def busy_worker_mid_featurize(
 
 
 def _newest_featurize_task_executor(app_api: str) -> str | None:
-    """The executor of the latest-launched running task of a featurize job that has finished a
-    task, or None."""
+    """The executor of the latest-launched running task of a featurize job, or None."""
     for job in _get_json(f"{app_api}/jobs?status=running"):
-        if job.get("jobGroup", "").endswith("-featurize") and job["numCompletedTasks"]:
+        if job.get("jobGroup", "").endswith("-featurize") and job["numActiveTasks"]:
             running = [
                 task
                 for stage in job["stageIds"]
