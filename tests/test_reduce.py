@@ -9,12 +9,14 @@ from sklearn.decomposition import PCA as SklearnPCA
 
 from fruitspark import sparkenv
 from fruitspark.reduce import (
+    DRIVER_ADDS,
     Moments,
     blocks_moments,
     choose_k,
     fit_features,
     fit_moments,
     fit_rows,
+    moments,
     pack_upper,
     packed_outer,
     project,
@@ -85,6 +87,17 @@ def test_packed_triangles_are_the_upper_triangle_row_by_row(matrix):
     np.testing.assert_array_equal(unpack_upper(packed, 24), np.triu(square))
     vector = matrix[0].astype(np.float64)
     np.testing.assert_allclose(packed_outer(vector), pack_upper(np.outer(vector, vector)))
+
+
+def test_partials_added_on_the_driver_or_on_the_executors_are_the_same_moments(spark, matrix):
+    """A partial per core: up to DRIVER_ADDS of them reach the driver, more are added first."""
+    frame = _frame(spark, matrix).repartition(2 * DRIVER_ADDS)
+    exact = _moments(matrix.astype(np.float64))
+    for cores in (2, 2 * DRIVER_ADDS):
+        ours = moments(frame, dimension=24, parallelism=cores)
+        assert ours.count == 400
+        np.testing.assert_allclose(ours.mean(), exact.mean(), rtol=1e-6)
+        np.testing.assert_allclose(ours.scatter(), exact.scatter(), rtol=1e-9, atol=1e-6)
 
 
 def test_spark_projections_equal_sklearn_up_to_sign(spark, matrix):

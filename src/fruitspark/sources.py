@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlparse
 
+from fruitspark import sparkenv
 from fruitspark.formats import IMAGE_EXTENSIONS, is_image_name
 from fruitspark.sparkenv import input_files
 
@@ -133,10 +134,11 @@ def list_local_folder(spark, folder: str) -> tuple[object, int, int]:
          (("path", StringType), ("size", LongType), ("modified", TimestampType))]
     )  # fmt: skip
     found = list(walk_images(folder))
-    frame = spark.createDataFrame(found, schema).select(
+    columns = {name: [row[index] for row in found] for index, name in enumerate(schema.names)}
+    frame = sparkenv.local_frame(spark, columns, schema).select(
         "path", "size", "modified", label_expr().alias("label"), split_expr().alias("split")
     )
-    return frame, len(found), sum(size for _, size, _ in found)
+    return frame, len(found), sum(columns["size"])
 
 
 def empty_images(spark, folder_frame, listed: int):
@@ -191,18 +193,18 @@ def list_local_manifest(spark, manifest: str) -> tuple[object, int, int]:
         with open(manifest, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)
             records = [{name: value or None for name, value in row.items()} for row in reader]
-            names = list(reader.fieldnames or ())
+            names = list(dict.fromkeys(reader.fieldnames or ()))  # a repeated header once
     except (OSError, ValueError, csv.Error) as error:
         raise SourceError(f"cannot read manifest {manifest}: {_first_line(error)}") from None
     first: dict[str, dict] = {}
     for record in records:
         if record.get("path") is not None:
             first.setdefault(record["path"], record)
-    rows = [[record.get(name) for name in names] for record in first.values()]
+    columns = {name: [record.get(name) for record in first.values()] for name in names}
     schema = StructType([StructField(name, StringType()) for name in names])
-    frame = _as_listing(spark.createDataFrame(rows, schema), manifest)
+    frame = _as_listing(sparkenv.local_frame(spark, columns, schema), manifest)
     sizes = ((record.get("size") or "").strip() for record in first.values())
-    return frame, len(rows), sum(int(size) for size in sizes if size.isdigit())
+    return frame, len(first), sum(int(size) for size in sizes if size.isdigit())
 
 
 def _as_listing(frame, manifest: str):

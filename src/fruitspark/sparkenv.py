@@ -65,6 +65,27 @@ def collect_arrow(frame) -> Any:
     return pa.Table.from_pylist([row.asDict() for row in frame.collect()])
 
 
+def local_frame(spark, columns: dict[str, list], schema) -> Any:
+    """Rows made on the driver (``columns`` of values, Spark ``schema``) as a DataFrame whose
+    data the JVM holds as Arrow batches. ``createDataFrame`` of Python rows instead keeps them
+    pickled: each read of the frame (the listing is read by featurize and again by account)
+    starts Python workers to unpickle them, 0.7 s of a small run's first job. PySpark 4 and
+    Connect take an Arrow table; PySpark 3.5's classic session takes pandas through Arrow."""
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    try:
+        arrow = to_arrow_schema(schema, timezone="UTC")  # PySpark 4 wants the zone of timestamps
+    except TypeError:
+        arrow = to_arrow_schema(schema)  # PySpark 3.5: always UTC
+    table = pa.table({field.name: pa.array(columns[field.name], field.type) for field in arrow})
+    if is_connect(spark) or hasattr(DataFrame, "toArrow"):
+        return spark.createDataFrame(table, schema)
+    with temporary_conf(spark, {"spark.sql.execution.arrow.pyspark.enabled": "true"}):
+        return spark.createDataFrame(table.to_pandas(), schema)
+
+
 def master(spark) -> str:
     sc = context(spark)
     return sc.master if sc is not None else spark.conf.get("spark.master", "connect")
