@@ -114,16 +114,20 @@ def blocks_moments(blocks: Iterator[np.ndarray], dimension: int) -> Moments:
     product per block added to one running sum, no merge between blocks. (Products in float32
     would halve the time, but turn a component of a near-degenerate tail, 5 orders of
     magnitude below the first, away from scikit-learn's: tests/test_reduce.py.)"""
-    count, shift = 0, None
-    total, product = np.zeros(dimension), np.zeros((dimension, dimension))
+    count, shift, product = 0, None, None
+    total = np.zeros(dimension)
     for block in blocks:
         if shift is None:
             shift = np.asarray(block[: min(len(block), 64)], np.float64).mean(axis=0)
         centred = np.asarray(block, np.float64) - shift
-        product += centred.T @ centred  # numpy sees X^T X: a symmetric rank-k update (syrk)
+        gram = centred.T @ centred  # numpy sees X^T X: a symmetric rank-k update (syrk)
+        if product is None:  # the first product is the sum (no d x d zeros to fault in, add)
+            product = gram
+        else:
+            product += gram
         total += centred.sum(axis=0)
         count += len(block)
-    if shift is None:
+    if product is None:
         return empty_moments(dimension)
     return Moments(count, shift, total, pack_upper(product))
 
