@@ -49,6 +49,12 @@ def machine_table(machine: Mapping) -> str:
     )  # fmt: skip
 
 
+def _short_cpu(name: str) -> str:
+    """The CPU's make, as the sessions' machines differ (an AMD EPYC one day, a Xeon the next):
+    ratios measured on one are not to be compared with another's."""
+    return name.replace("(R)", "").replace(" Processor", "").strip() or "?"
+
+
 def run_line(run: Mapping | None) -> str:
     """One italic line: when, on what, how busy the machine was during the section."""
     if not run:
@@ -60,7 +66,8 @@ def run_line(run: Mapping | None) -> str:
     quiet = others is not None and others < 0.1
     parts = [
         f"Measured {run['date']}",
-        f"on {machine.get('cpus', '?')} vCPU ({run.get('master', '?')})",
+        f"on {machine.get('cpus', '?')} vCPU of {_short_cpu(machine.get('cpu', '?'))}"
+        f" ({run.get('master', '?')})",
         f"in {load.get('seconds', 0):.0f} s",
         f"other processes used {busy} cores on average (load {load.get('loadavg_start', 0):.2f}"
         f" → {load.get('loadavg_end', 0):.2f}): the machine was "
@@ -92,7 +99,8 @@ def render_document(results: Mapping[str, Mapping]) -> str:
         " (re-measure a section with `python -m benchmarks --only <section>`; see "
         "`benchmarks/README.md`). Speeds are compared as ratios of things measured side by side "
         "in the same section run; each section says when it ran and how much CPU other "
-        "processes took meanwhile, because the machine is shared.",
+        "processes took meanwhile, because the machine is shared. The machines also differ from "
+        "session to session (each section names its CPU; the table below is the latest's).",
         "",
     ]
     if latest:
