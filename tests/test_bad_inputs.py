@@ -302,3 +302,20 @@ def test_unknown_model_exits_2_with_one_line(
     captured = capsys.readouterr()
     assert_one_clean_line(captured.err, message)
     assert not output.exists()
+
+
+def test_a_scanned_folder_gets_a_row_for_each_zero_byte_file(spark, tmp_path):
+    """A remote folder is read by Spark's binaryFile scan, which drops empty files: the file
+    index still lists them, and empty_images gives each its listing row (0 bytes)."""
+    from fruitspark.sources import empty_images, read_folder
+
+    (tmp_path / "Training" / "Kiwi").mkdir(parents=True)
+    Image.new("RGB", (8, 8), "green").save(tmp_path / "Training" / "Kiwi" / "a.jpg")
+    (tmp_path / "Training" / "Kiwi" / "empty one.jpg").write_bytes(b"")
+    listing = read_folder(spark, f"file://{tmp_path}").drop("content")
+    assert listing.count() == 1
+    rows = empty_images(spark, listing, 1).collect()
+    assert [(row["path"], row["size"], row["label"]) for row in rows] == [
+        (f"file:{tmp_path}/Training/Kiwi/empty one.jpg", 0, "Kiwi")
+    ]
+    assert empty_images(spark, listing.unionByName(empty_images(spark, listing, 1)), 2) is None

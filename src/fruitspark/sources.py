@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 
 from fruitspark import sparkenv
 from fruitspark.formats import IMAGE_EXTENSIONS, is_image_name
-from fruitspark.sparkenv import input_files
 
 # Hadoop globs are case-sensitive: "*.{[jJ][pP][gG],...}" matches every case of every extension.
 IMAGE_GLOB = (
@@ -150,13 +149,15 @@ def empty_images(spark, folder_frame, listed: int):
     from urllib.parse import unquote
 
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
-    indexed = input_files(folder_frame)  # classic: a JVM array, its length costs one call
+    indexed = sparkenv.input_files(folder_frame)  # classic: a JVM array, its length costs one call
     if len(indexed) == listed:
         return None
     # The index gives URIs ("file:///a%20b"); the scan gives Hadoop paths ("file:/a b").
-    as_paths = [(re.sub(r"^(\w+):///", r"\1:/", unquote(uri)),) for uri in indexed]
-    paths = spark.createDataFrame(as_paths, "path string")
+    as_paths = [re.sub(r"^(\w+):///", r"\1:/", unquote(uri)) for uri in indexed]
+    schema = StructType([StructField("path", StringType())])
+    paths = sparkenv.local_frame(spark, {"path": as_paths}, schema)
     missing = paths.join(folder_frame.select("path"), "path", "left_anti")
     return missing.select(
         "path",
