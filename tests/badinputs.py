@@ -120,6 +120,40 @@ def animated(format: str, colours=((255, 0, 0), (0, 0, 255), (0, 255, 0)), side:
     )
 
 
+def _generated_files() -> list[tuple[str, bytes, str | None]]:
+    """``(path relative to the root, bytes, expected outcome)`` of every file written as bytes."""
+    rng = np.random.default_rng(42)
+    photo = Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8))
+    ramp = (np.arange(48 * 32, dtype=np.uint32).reshape(32, 48) * 40).astype(np.uint16)
+    one_pixel = Image.new("RGB", (1, 1), (200, 30, 30))
+    bomb = png_claiming_size(HUGE_SIDE, HUGE_SIDE)
+    return [
+        ("Training/Broken/zero bytes.jpg", b"", EMPTY),
+        ("Training/Broken/truncated.jpg", noise_jpeg()[:1500], TRUNCATED),
+        ("Training/Broken/random bytes.jpg", b"\x13\x37" + rng.bytes(2046), NOT_AN_IMAGE),
+        ("Training/Broken/text.png", b"this is a text file, not a picture\n" * 4, NOT_AN_IMAGE),
+        ("Training/Broken/bomb-30000x30000.png", bomb, TOO_LARGE),
+        ("Training/Formats/png named.jpg", encode(photo, "PNG"), OK),
+        ("Training/Formats/cmyk.jpg", cmyk_jpeg(), OK),
+        ("Training/Formats/grey16.png", grey16_png(ramp), OK),
+        ("Training/Formats/palette transparent.png", palette_png_with_transparency(), OK),
+        ("Training/Formats/animated.gif", animated("GIF"), OK),
+        ("Training/Formats/animated.webp", animated("WEBP"), OK),
+        ("Training/Formats/iphone rotated.HEIC", heic(two_halves(60, 40), 6), OK),
+        ("Training/Formats/photo.avif", encode(photo, "AVIF"), OK),
+        ("Training/Broken/truncated.heic", heic(photo)[:200], TRUNCATED),
+        ("Training/Formats/one-pixel.png", encode(one_pixel, "PNG"), OK),
+        (EXIF_ROTATED, exif_rotated_jpeg(two_halves(60, 40), 6), OK),
+        ("Training/Formats/UPPER CASE.JPG", encode(photo, "JPEG"), OK),
+        ("Training/Names/with space.jpg", encode(photo, "JPEG"), OK),
+        ("Training/Names/pomme rôtie 苹果 🍎.jpg", encode(photo, "JPEG"), OK),
+        ("Training/Names/100% juice.jpg", encode(photo, "JPEG"), OK),
+        ("Training/Names/50%20off.png", encode(photo, "PNG"), OK),
+        ("Training/No Images/notes.txt", b"no pictures here\n", None),
+        (SYMLINK, encode(photo, "JPEG"), OUTSIDE_ROOT),  # written outside, linked from here
+    ]
+
+
 def make_bad_inputs(root: Path) -> dict[str, str | None]:
     """Write the tree under ``root`` and return ``{path relative to root: expected outcome}``.
 
@@ -127,54 +161,19 @@ def make_bad_inputs(root: Path) -> dict[str, str | None]:
     """
     root = Path(root)
     expected: dict[str, str | None] = {}
-
-    def put(relative: str, data: bytes, outcome: str | None) -> None:
+    for relative, data, outcome in _generated_files():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if relative == SYMLINK:
+            target = root.parent / f"{root.name}-outside" / "target.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            path.symlink_to(target)
+        else:
+            path.write_bytes(data)
         expected[relative] = outcome
-
-    rng = np.random.default_rng(42)
-    photo = Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8))
-
-    put("Training/Broken/zero bytes.jpg", b"", EMPTY)
-    put("Training/Broken/truncated.jpg", noise_jpeg()[:1500], TRUNCATED)
-    put("Training/Broken/random bytes.jpg", b"\x13\x37" + rng.bytes(2046), NOT_AN_IMAGE)
-    put("Training/Broken/text.png", b"this is a text file, not a picture\n" * 4, NOT_AN_IMAGE)
-    put("Training/Broken/bomb-30000x30000.png", png_claiming_size(HUGE_SIDE, HUGE_SIDE), TOO_LARGE)
-
-    put("Training/Formats/png named.jpg", encode(photo, "PNG"), OK)
-    put("Training/Formats/cmyk.jpg", cmyk_jpeg(), OK)
-    ramp = (np.arange(48 * 32, dtype=np.uint32).reshape(32, 48) * 40).astype(np.uint16)
-    put("Training/Formats/grey16.png", grey16_png(ramp), OK)
-    put("Training/Formats/palette transparent.png", palette_png_with_transparency(), OK)
-    put("Training/Formats/animated.gif", animated("GIF"), OK)
-    put("Training/Formats/animated.webp", animated("WEBP"), OK)
-    put("Training/Formats/iphone rotated.HEIC", heic(two_halves(60, 40), 6), OK)
-    put("Training/Formats/photo.avif", encode(photo, "AVIF"), OK)
-    put("Training/Broken/truncated.heic", heic(photo)[:200], TRUNCATED)
-    one_pixel = Image.new("RGB", (1, 1), (200, 30, 30))
-    put("Training/Formats/one-pixel.png", encode(one_pixel, "PNG"), OK)
-    put(EXIF_ROTATED, exif_rotated_jpeg(two_halves(60, 40), 6), OK)
-    put("Training/Formats/UPPER CASE.JPG", encode(photo, "JPEG"), OK)
-
-    put("Training/Names/with space.jpg", encode(photo, "JPEG"), OK)
-    put("Training/Names/pomme rôtie 苹果 🍎.jpg", encode(photo, "JPEG"), OK)
-    put("Training/Names/100% juice.jpg", encode(photo, "JPEG"), OK)
-    put("Training/Names/50%20off.png", encode(photo, "PNG"), OK)
-
     (root / "Training" / "Empty").mkdir(parents=True, exist_ok=True)
     expected["Training/Empty"] = None
-    put("Training/No Images/notes.txt", b"no pictures here\n", None)
-
-    outside = root.parent / f"{root.name}-outside"
-    outside.mkdir(parents=True, exist_ok=True)
-    target = outside / "target.jpg"
-    target.write_bytes(encode(photo, "JPEG"))
-    link = root / SYMLINK
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(target)
-    expected[SYMLINK] = OUTSIDE_ROOT
 
     real = sorted(FRUITS_CLASS.glob("*.jpg"))[:REAL_IMAGES]
     if len(real) < REAL_IMAGES:

@@ -125,13 +125,18 @@ def test_spark_submit_to_standalone_cluster_that_loses_a_worker(tmp_path: Path) 
             assert (executor / "environment" / "bin" / "python").is_file()
             assert (executor / "environment" / "lib").is_dir()
 
-    # what Spark really used: the submitted master and Python, and tasks only on those executors
     log = _events(events)
+    _assert_ran_as_submitted(log, cluster.url)
+    _assert_lost_executor_recovered(log)
+
+
+def _assert_ran_as_submitted(log: list[dict], master_url: str) -> None:
+    """What Spark really used: the submitted master and Python, tasks only on its executors."""
     (environment_update,) = [e for e in log if e["Event"].endswith("EnvironmentUpdate")]
     properties = environment_update["Spark Properties"]
     if isinstance(properties, list):
         properties = dict(properties)
-    assert properties["spark.master"] == cluster.url
+    assert properties["spark.master"] == master_url
     assert properties["spark.pyspark.python"] == ENV_PYTHON
     added = {
         e["Executor ID"]: e["Executor Info"]["Host"]
@@ -142,7 +147,11 @@ def test_spark_submit_to_standalone_cluster_that_loses_a_worker(tmp_path: Path) 
     ran_on = {e["Task Info"]["Executor ID"] for e in log if e["Event"].endswith("TaskEnd")}
     assert ran_on and ran_on <= set(added), (ran_on, added)
 
-    # the killed worker's executor was removed while featurize ran, and its tasks were lost
+
+def _assert_lost_executor_recovered(log: list[dict]) -> None:
+    """The killed worker's executor was removed while featurize ran, its tasks were lost, and
+    the surviving executor finished tasks after the last loss."""
+    added = {e["Executor ID"] for e in log if e["Event"].endswith("ExecutorAdded")}
     removed = [e["Executor ID"] for e in log if e["Event"].endswith("ExecutorRemoved")]
     assert removed, "no executor was lost"
     lost = [
@@ -150,7 +159,7 @@ def test_spark_submit_to_standalone_cluster_that_loses_a_worker(tmp_path: Path) 
         if e["Event"].endswith("TaskEnd") and e["Task End Reason"]["Reason"] != "Success"
     ]  # fmt: skip
     assert lost and {e["Task Info"]["Executor ID"] for e in lost} <= set(removed)
-    (survivor,) = set(added) - set(removed)
+    (survivor,) = added - set(removed)
     finished_after = {e["Task Info"]["Executor ID"] for e in log[log.index(lost[-1]) :]
                       if e["Event"].endswith("TaskEnd")}  # fmt: skip
     assert survivor in finished_after

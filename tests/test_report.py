@@ -460,6 +460,30 @@ def browser():
         browser.close()
 
 
+# What the rendered report shows, read from the page itself (Plotly's own data included).
+_PAGE_STATE = """() => {
+        const gd = document.getElementById("chart-scatter");
+        const rows = id => document.querySelectorAll(`#${id} tbody tr`).length;
+        return {
+            plots: document.querySelectorAll(".js-plotly-plot").length,
+            traces: gd._fullData.length,
+            points: gd._fullData.reduce((n, t) => n + t._length, 0),
+            legend: Array.from(gd.querySelectorAll(".legendtext"), e => e.textContent),
+            errors: rows("errors-table"),
+            perClass: rows("per-class-table"),
+            pairs: rows("pairs-table"),
+            confusion: rows("confusion-table"),
+            confusionCells: document.querySelectorAll("#confusion-table tbody td").length,
+            colours: Object.fromEntries(gd._fullData.map(t => [t.name, t.marker.color])),
+            thumbs: document.querySelectorAll("figure.thumb").length,
+            images: Array.from(document.images).filter(i => i.naturalWidth > 0).length,
+            foreignImages: document.querySelectorAll('img:not([src^="data:"])').length,
+            scripts: document.scripts.length,
+            cloudButtons: document.querySelectorAll('.modebar-btn[data-title^="Share"]').length,
+        };
+    }"""
+
+
 def test_report_renders_in_a_real_browser(tmp_path: Path, browser) -> None:
     report = write_report(_write_output(tmp_path))
     watched = _Watched(browser)
@@ -468,29 +492,7 @@ def test_report_renders_in_a_real_browser(tmp_path: Path, browser) -> None:
     page.wait_for_function(
         "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=15_000
     )
-    state = page.evaluate(
-        """() => {
-            const gd = document.getElementById("chart-scatter");
-            const rows = id => document.querySelectorAll(`#${id} tbody tr`).length;
-            return {
-                plots: document.querySelectorAll(".js-plotly-plot").length,
-                traces: gd._fullData.length,
-                points: gd._fullData.reduce((n, t) => n + t._length, 0),
-                legend: Array.from(gd.querySelectorAll(".legendtext"), e => e.textContent),
-                errors: rows("errors-table"),
-                perClass: rows("per-class-table"),
-                pairs: rows("pairs-table"),
-                confusion: rows("confusion-table"),
-                confusionCells: document.querySelectorAll("#confusion-table tbody td").length,
-                colours: Object.fromEntries(gd._fullData.map(t => [t.name, t.marker.color])),
-                thumbs: document.querySelectorAll("figure.thumb").length,
-                images: Array.from(document.images).filter(i => i.naturalWidth > 0).length,
-                foreignImages: document.querySelectorAll('img:not([src^="data:"])').length,
-                scripts: document.scripts.length,
-                cloudButtons: document.querySelectorAll('.modebar-btn[data-title^="Share"]').length,
-            };
-        }"""
-    )
+    state = page.evaluate(_PAGE_STATE)
     f1 = "#per-class-table thead th:nth-child(4)"
     page.click(f1)
     page.click(f1)

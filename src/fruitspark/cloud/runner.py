@@ -104,13 +104,7 @@ def run(
             step = step_status(aws.emr, cluster_id, step_id)
             return _result(the_plan, cluster_id, step)
         step = _follow(aws.emr, cluster_id, step_id, poll_s, timeout_s, on_state)
-        if step.state != "COMPLETED":
-            raise CloudError(
-                f"step {step_id} {step.state}"
-                + (f": {step.reason}" if step.reason else "")
-                + f" (logs: fruitspark cloud logs {cluster_id}; EMR copies them to "
-                f"{the_plan.log_uri} within about five minutes)"
-            )
+        _require_completed(step, the_plan, cluster_id)
         folder = results_dir or Path("fruitspark-output", the_plan.run_id)
         return _result(the_plan, cluster_id, step, _download(aws.s3, the_plan, folder))
     except (CloudError, ClientError, BotoCoreError, OSError) as error:
@@ -125,6 +119,17 @@ def run(
         if not terminated:
             raise RunFailed(outcome, cluster_id=cluster_id, step_id=step_id) from interrupt
         raise
+
+
+def _require_completed(step: StepStatus, the_plan: Plan, cluster_id: str) -> None:
+    """A step that ended any other way than COMPLETED fails the run, saying where its logs are."""
+    if step.state != "COMPLETED":
+        raise CloudError(
+            f"step {step.step_id} {step.state}"
+            + (f": {step.reason}" if step.reason else "")
+            + f" (logs: fruitspark cloud logs {cluster_id}; EMR copies them to "
+            f"{the_plan.log_uri} within about five minutes)"
+        )
 
 
 def _preflight(aws: Aws, the_plan: Plan) -> None:
