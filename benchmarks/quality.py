@@ -948,6 +948,14 @@ def markdown_table(result: dict) -> str:
     if result.get("real_photos"):
         lines += ["", "Real photos (benchmarks/real_photos.py):", ""]
         lines.append(real_photos.markdown(result["real_photos"]["rows"]))
+    if result.get("real_photos", {}).get("transfer"):
+        transfer = result["real_photos"]["transfer"]
+        lines += [
+            "",
+            f"Across sources ({transfer['model']}, raw classifier, C = {real_photos.C}):",
+            "",
+        ]
+        lines.append(real_photos.transfer_markdown(transfer["rows"]))
     return "\n".join(lines)
 
 
@@ -956,11 +964,13 @@ def main_real_photos(args: argparse.Namespace) -> int:
     data = real_photos.list_real(args.data, args.grocery, args.photos)
     store = real_photos.extract_real(data, args.cache, args.jobs, args.model)
     rows = real_photos.study(data, store, args.model)
+    transfer = real_photos.transfer_study(data, store)
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
     measured = {row["model"] for row in rows}  # other models' rows are kept
     kept = [r for r in result.get("real_photos", {}).get("rows", []) if r["model"] not in measured]
     result["real_photos"] = {
         "rows": kept + rows,
+        "transfer": {"model": f"{args.model} {real_photos.DEFAULT_PRECISION}", "rows": transfer},
         "images": dict(Counter(data.source.tolist())),
         "extraction_s": None if np.isnan(store["extraction_s"]) else float(store["extraction_s"]),
         "load_average_at_end": os.getloadavg(),

@@ -236,6 +236,70 @@ def study(data: RealData, store: dict, model: str = DEFAULT_MODEL) -> list[dict]
     return rows
 
 
+def _root(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(x, 0.0))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+# (name, CNN block transform, logits transform): scalings that might carry across sources
+TRANSFORMS = (
+    ("raw", None, None),
+    ("root CNN", _root, None),
+    ("L2 CNN", _unit, None),
+    ("log-softmax logits", None, _log_softmax),
+    ("root probabilities", None, lambda z: np.exp(0.5 * _log_softmax(z))),
+    ("root CNN, root probabilities", _root, lambda z: np.exp(0.5 * _log_softmax(z))),
+)
+
+
+def transfer_study(data: RealData, store: dict, cnn_dim: int = 1280) -> list[dict]:
+    """Across sources: trained on one source alone, fruit top-1 on the other (grocery train ->
+    the Fruits-360 Test images of its fruits; Fruits-360 Training -> grocery val), the default
+    descriptor with each block transform (colour as ``combine`` weighs it)."""
+    rows_of = {
+        key: np.flatnonzero((data.source == source) & (data.split == split))
+        for key, source, split in (
+            ("shop_train", "grocery", "train"), ("grocery_val", "grocery", "val"),
+            ("studio_train", "fruits360", "Training"), ("fruits360_test", "fruits360", "Test"),
+        )
+    }  # fmt: skip
+    cnn, logits = store["cnn"][:, :cnn_dim], store["cnn"][:, cnn_dim:]
+    colour = COLOUR_WEIGHT * np.sqrt(store["colour"])
+    rows = []
+    for name, on_cnn, on_logits in TRANSFORMS:
+        blocks = [f(block) if f else block for f, block in ((on_cnn, cnn), (on_logits, logits))]
+        x = np.hstack([*blocks, colour]).astype(np.float32)
+        studio_test, shop_test = ({key: rows_of[key]} for key in ("fruits360_test", "grocery_val"))
+        shop = fit_and_score(x, data, rows_of["shop_train"], studio_test)
+        studio = fit_and_score(x, data, rows_of["studio_train"], shop_test)
+        rows.append({"transform": name, "grocery_to_fruits360": shop["fruits360_test_fruit"],
+                     "fruits360_to_grocery": studio["grocery_val"]})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def transfer_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| block transform | grocery train -> Fruits-360 Test (fruit) | "
+        "Fruits-360 Training -> grocery val (fruit) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {row['transform']} | {row['grocery_to_fruits360']:.3f} | "
+        f"{row['fruits360_to_grocery']:.3f} |"
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     def cell(value):
         return "-" if value is None else f"{value:.3f}"

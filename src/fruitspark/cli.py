@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="top-k fruit for new photos (no Spark)")
     predict.add_argument("model_dir", help="output folder of `fruitspark run` + `evaluate`")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument(
+        "images", nargs="+", help="image files, or folders (every image in them, at any depth)"
+    )
     predict.add_argument("--top-k", type=_positive, default=5, help="classes shown (default: 5)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
