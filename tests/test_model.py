@@ -118,7 +118,18 @@ def test_int8_model_is_quantised_cached_and_close_to_fp32(fruit_batch):
 
     a, b = features(fp32), features(int8)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert np.median(cosine) > 0.98 and cosine.min() > 0.93, cosine
+    # Without VNNI (or ARM's dot product), ONNX Runtime's u8s8 kernels saturate 16-bit pair sums:
+    # measured 0.95-0.97 median, 0.87 at worst there (README, "int8 depends on the CPU").
+    median, worst = (0.98, 0.93) if _exact_int8_cpu() else (0.94, 0.85)
+    assert np.median(cosine) > median and cosine.min() > worst, cosine
+
+
+def _exact_int8_cpu() -> bool:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
 
 
 def test_calibration_pictures_are_generated_the_same_every_time():

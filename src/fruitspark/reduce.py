@@ -254,8 +254,11 @@ def _fit(mean, values, components, k: int | None, variance: float | None) -> Pca
     return PcaFit(mean, components, ratios.tolist(), chosen)
 
 
-def collect_rows(frame, *, dimension: int, column: str = "features") -> np.ndarray:
-    """The rows with features, on the driver as an n x d float32 array (one blob per batch)."""
+def collect_rows(
+    frame, *, dimension: int, parallelism: int = 2, column: str = "features"
+) -> np.ndarray:
+    """The rows with features, on the driver as an n x d float32 array (one blob per batch),
+    read by a task per core (a Python task's set-up costs more than these few rows)."""
     from pyspark.sql.types import BinaryType, StructField, StructType
 
     def as_blobs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -266,8 +269,8 @@ def collect_rows(frame, *, dimension: int, column: str = "features") -> np.ndarr
                 yield pa.RecordBatch.from_arrays([blob], names=["rows"])
 
     schema = StructType([StructField("rows", BinaryType())])
-    blobs = sparkenv.collect_arrow(frame.select(column).mapInArrow(as_blobs, schema))
-    blobs = blobs.to_pylist()
+    per_core = frame.select(column).coalesce(max(1, parallelism))
+    blobs = sparkenv.collect_arrow(per_core.mapInArrow(as_blobs, schema)).to_pylist()
     parts = [np.frombuffer(row["rows"], np.float32) for row in blobs]
     return np.concatenate(parts).reshape(-1, dimension) if parts else np.zeros((0, dimension))
 
@@ -285,7 +288,7 @@ def fit_features(
     row has any. Fewer rows than dimensions (``rows_at_most``, e.g. the cache's count, bounds
     them) are collected and fitted from their Gram matrix; more, from the moments."""
     if rows_at_most is not None and rows_at_most < dimension:
-        rows = collect_rows(frame, dimension=dimension)
+        rows = collect_rows(frame, dimension=dimension, parallelism=parallelism)
         return fit_rows(rows, k=k, variance=variance) if len(rows) else None
     stats = moments(frame, dimension=dimension, parallelism=parallelism)
     return fit_moments(stats, k=k, variance=variance) if stats.count else None
