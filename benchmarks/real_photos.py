@@ -249,14 +249,18 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def _root_probabilities(z: np.ndarray) -> np.ndarray:
+    return np.exp(0.5 * _log_softmax(z))
+
+
 # (name, CNN block transform, logits transform): scalings that might carry across sources
 TRANSFORMS = (
     ("raw", None, None),
     ("root CNN", _root, None),
     ("L2 CNN", _unit, None),
     ("log-softmax logits", None, _log_softmax),
-    ("root probabilities", None, lambda z: np.exp(0.5 * _log_softmax(z))),
-    ("root CNN, root probabilities", _root, lambda z: np.exp(0.5 * _log_softmax(z))),
+    ("root probabilities", None, _root_probabilities),
+    ("root CNN, root probabilities", _root, _root_probabilities),
 )
 
 
@@ -273,11 +277,12 @@ def transfer_study(data: RealData, store: dict, cnn_dim: int = 1280) -> list[dic
     }  # fmt: skip
     cnn, logits = store["cnn"][:, :cnn_dim], store["cnn"][:, cnn_dim:]
     colour = COLOUR_WEIGHT * np.sqrt(store["colour"])
+    studio_test = {"fruits360_test": rows_of["fruits360_test"]}
+    shop_test = {"grocery_val": rows_of["grocery_val"]}
     rows = []
     for name, on_cnn, on_logits in TRANSFORMS:
         blocks = [f(block) if f else block for f, block in ((on_cnn, cnn), (on_logits, logits))]
         x = np.hstack([*blocks, colour]).astype(np.float32)
-        studio_test, shop_test = ({key: rows_of[key]} for key in ("fruits360_test", "grocery_val"))
         shop = fit_and_score(x, data, rows_of["shop_train"], studio_test)
         studio = fit_and_score(x, data, rows_of["studio_train"], shop_test)
         rows.append({"transform": name, "grocery_to_fruits360": shop["fruits360_test_fruit"],
