@@ -970,7 +970,10 @@ def main_real_photos(args: argparse.Namespace) -> int:
     kept = [r for r in result.get("real_photos", {}).get("rows", []) if r["model"] not in measured]
     result["real_photos"] = {
         "rows": kept + rows,
-        "transfer": {"model": f"{args.model} {real_photos.DEFAULT_PRECISION}", "rows": transfer},
+        "transfer": {
+            "model": f"{args.model} {real_photos.default_precision(args.model)}",
+            "rows": transfer,
+        },
         "images": dict(Counter(data.source.tolist())),
         "extraction_s": None if np.isnan(store["extraction_s"]) else float(store["extraction_s"]),
         "load_average_at_end": os.getloadavg(),

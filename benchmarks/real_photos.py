@@ -34,7 +34,7 @@ import numpy as np
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.labels import load_label_map
-from fruitspark.model import DEFAULT_MODEL, DEFAULT_PRECISION, new_session, resolve_model
+from fruitspark.model import DEFAULT_MODEL, default_precision, new_session, resolve_model
 from fruitspark.preprocess import COLOUR_DIM, colour_histogram
 
 TRAINING_SETS = ("fruits360", "grocery", "both")
@@ -76,7 +76,7 @@ def list_real(fruits360: Path, grocery: Path, photos: Path) -> RealData:
 
 
 def _describe_task(model: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    spec = resolve_model(model, precision=DEFAULT_PRECISION)
+    spec = resolve_model(model, precision=default_precision(model))
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     options = FeaturizeOptions(descriptor="cnn", logits=True, threads=1)
     contents = [Path(path).read_bytes() for path in paths]
@@ -93,7 +93,8 @@ def extract_real(
     import fruitspark.featurize
     import fruitspark.preprocess
 
-    digest = hashlib.sha256(resolve_model(model, precision=DEFAULT_PRECISION).sha256.encode())
+    spec = resolve_model(model, precision=default_precision(model))
+    digest = hashlib.sha256(spec.sha256.encode())
     for module in (fruitspark.featurize, fruitspark.preprocess):
         digest.update(Path(module.__file__).read_bytes())
     digest.update("\n".join(data.paths).encode())
@@ -229,7 +230,7 @@ def study(data: RealData, store: dict, model: str = DEFAULT_MODEL) -> list[dict]
                     )
                 rows.append(
                     {"training": training, "descriptor": name, "classifier": classifier,
-                     "model": f"{model} {DEFAULT_PRECISION}",
+                     "model": f"{model} {default_precision(model)}",
                      **real, **validation, "fit_s": time.perf_counter() - started}
                 )  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)

@@ -25,7 +25,7 @@ from PIL import Image
 from fruitspark.cli import main
 from fruitspark.featurize import FeaturizeOptions, describe_images
 from fruitspark.formats import IMAGE_SUFFIXES
-from fruitspark.model import DEFAULT_PRECISION, new_session, resolve_model
+from fruitspark.model import DEFAULT_MODEL, default_precision, new_session, resolve_model
 from fruitspark.preprocess import COLOUR_DIM
 from fruitspark.sources import local_path_of
 
@@ -228,7 +228,7 @@ def test_features_are_those_of_the_file_at_that_path(default_run, tree):
     root, _ = tree
     rows = rows_by_path(default_run.output, root)
     good = sorted(path for path, row in rows.items() if row["error"] is None)
-    spec = resolve_model(precision=DEFAULT_PRECISION)  # the run's default
+    spec = resolve_model(precision=default_precision(DEFAULT_MODEL))  # the run's default
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     local = describe_images(
         [(root / path).read_bytes() for path in good], session, spec, FeaturizeOptions()

@@ -27,7 +27,7 @@ import dataclasses, json, os, pickle, sys
 from pyspark.sql import SparkSession
 from pyspark.sql.connect.session import SparkSession as ConnectSession
 from fruitspark import QUICK_GRID, RunConfig, evaluate, run
-from fruitspark.model import DEFAULT_MODEL, DEFAULT_PRECISION, resolve_model
+from fruitspark.model import DEFAULT_MODEL, default_precision, resolve_model
 from fruitspark.sparkenv import is_connect, ship_file
 from fruitspark.storage import Storage
 
@@ -45,7 +45,7 @@ server = (
 )
 os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # as remote("local") does: Connect columns
 spark = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
-spec = resolve_model(DEFAULT_MODEL, precision=DEFAULT_PRECISION)
+spec = resolve_model(DEFAULT_MODEL, precision=default_precision(DEFAULT_MODEL))
 shipped = ship_file(spark, spec.path, f"fruitspark-model-{spec.sha256[:16]}.onnx")
 summary = run(RunConfig(input=images, output=output, pca_k=8), spark)
 # a small grid: the default one's 40 candidates x 3 folds test the grid, not Connect

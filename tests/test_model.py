@@ -16,15 +16,18 @@ from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions
 from fruitspark.model import (
     BUILT_IN,
+    DEFAULT_MODEL,
     IMAGENET,
     ModelError,
     ModelSpec,
     cached_session,
+    cpu_has_int8_dot_product,
+    default_precision,
     embed,
     new_session,
     resolve_model,
 )
-from fruitspark.pipeline import RunConfig, run
+from fruitspark.pipeline import RunConfig, prepare, run
 from fruitspark.preprocess import resize_square, to_tensor
 from fruitspark.quantize import calibration_pictures
 
@@ -120,16 +123,36 @@ def test_int8_model_is_quantised_cached_and_close_to_fp32(fruit_batch):
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     # Without VNNI (or ARM's dot product), ONNX Runtime's u8s8 kernels saturate 16-bit pair sums:
     # measured 0.95-0.97 median, 0.87 at worst there (README, "int8 depends on the CPU").
-    median, worst = (0.98, 0.93) if _exact_int8_cpu() else (0.94, 0.85)
+    median, worst = (0.98, 0.93) if cpu_has_int8_dot_product() else (0.94, 0.85)
     assert np.median(cosine) > median and cosine.min() > worst, cosine
 
 
-def _exact_int8_cpu() -> bool:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
+# Flag lines of /proc/cpuinfo as the machines of this project printed them (shortened).
+XEON_VNNI = "flags\t\t: fpu sse4_2 avx2 avx512f avx512bw avx512_vnni\n"
+EPYC_AVX2 = "flags\t\t: fpu sse4_2 avx2 fma bmi2 sha_ni\n"
+GRAVITON = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp\n"
+
+
+@pytest.mark.parametrize(
+    ("model", "cpuinfo", "expected"),
+    [
+        ("efficientnet_lite0", XEON_VNNI, "int8"),
+        ("efficientnet_lite2", GRAVITON, "int8"),
+        ("efficientnet_lite0", EPYC_AVX2, "fp32"),
+        ("efficientnet_lite0", "", "fp32"),  # not readable: fp32, the exact choice
+        ("mine.onnx", XEON_VNNI, "fp32"),  # a user's file runs as it is
+    ],
+)
+def test_default_precision_follows_the_cpu(model, cpuinfo, expected):
+    assert default_precision(model, cpuinfo) == expected
+
+
+def test_a_run_without_precision_takes_this_cpus_default(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(b"prepare does not decode")
+    prepared = prepare(RunConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out")))
+    prepared.lock.release()
+    assert prepared.spec.precision == default_precision(DEFAULT_MODEL)
 
 
 def test_calibration_pictures_are_generated_the_same_every_time():

@@ -179,13 +179,13 @@ def _importable_here() -> None:
 
 
 def measure(ctx: Context) -> dict:
-    from fruitspark.model import DEFAULT_PRECISION
+    from fruitspark.model import DEFAULT_MODEL, default_precision
 
     _importable_here()  # the peers' interpreters import this module, and fruitspark, from here
 
     files = spread(ctx.files(), 600) if ctx.quick else ctx.files()
     tree = ctx.input_tree(f"peers-{len(files)}", files)
-    precision = DEFAULT_PRECISION
+    precision = default_precision(DEFAULT_MODEL)
     pythons = {engine: venv_python(engine) for engine in ENGINES}
     rounds: dict[str, list[dict]] = {"fruitspark": [], **{engine: [] for engine in ENGINES}}
     for number in range(QUICK_ROUNDS if ctx.quick else ROUNDS):  # interleaved: same conditions

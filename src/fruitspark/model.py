@@ -39,9 +39,13 @@ INPUT_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientn
 MEAN_RGB = (127.0, 127.0, 127.0)
 STD_RGB = (128.0, 128.0, 128.0)
 PRECISIONS = ("fp32", "int8")
-# int8 since issue 11's 5-fold check (BENCHMARKS.md, section models): within 0.3 points of fp32 on
-# Fruits-360's blocked folds and 1 point on grocery-store val photos, 2.2x the model's speed.
-DEFAULT_PRECISION = "int8"
+# CPU flags (/proc/cpuinfo) of an integer dot product: x86's AVX-512 VNNI and AVX-VNNI, ARM's
+# dot product. With one, ONNX Runtime's u8s8 kernels are exact and int8 passed issue 11's rule
+# (within 0.3 points of fp32 on Fruits-360's blocked folds, 1 point on grocery-store val, 2.2x
+# the model's speed: BENCHMARKS.md, section models). Without one (AVX2 only) they add pairs of
+# products in 16 bits and saturate: cosine to fp32 0.95-0.97, grocery val 2.7 points below fp32
+# with PCA colour (README, "int8 depends on the CPU"), so fp32 is the default there.
+INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "asimddp"})
 IMAGENET = Normalisation(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 
 
@@ -128,10 +132,24 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
 
 
-def default_precision(model: str) -> str:
-    """A run's precision when none is given: DEFAULT_PRECISION for a built-in model, fp32 for a
-    user's ``.onnx`` file (run as it is)."""
-    return DEFAULT_PRECISION if model in BUILT_IN else "fp32"
+def cpu_has_int8_dot_product(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU (``/proc/cpuinfo``, or the text given) has an integer dot product; False
+    where that cannot be read (macOS, Windows), so such machines stay on fp32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return not INT8_DOT_PRODUCT_FLAGS.isdisjoint(cpuinfo.split())
+
+
+def default_precision(model: str, cpuinfo: str | None = None) -> str:
+    """A run's precision when none is given: int8 for a built-in model on a CPU with an integer
+    dot product, else fp32; a user's ``.onnx`` file runs as it is, fp32. The driver's CPU
+    decides, so on a cluster whose executors differ from it, give ``--precision``."""
+    if model in BUILT_IN and cpu_has_int8_dot_product(cpuinfo):
+        return "int8"
+    return "fp32"
 
 
 def resolve_model(

@@ -32,7 +32,6 @@ from fruitspark.layout import CSV, FEATURES, PCA_MODEL, PCA_NPZ, REPORT, SUMMARY
 from fruitspark.model import (
     BUILT_IN,
     DEFAULT_MODEL,
-    DEFAULT_PRECISION,
     PRECISIONS,
     ModelSpec,
     default_precision,
@@ -117,7 +116,7 @@ class RunConfig:
             "built-in model's weights and arithmetic",
             group="model",
             choices=PRECISIONS,
-            default_text=f"{DEFAULT_PRECISION}; a .onnx file runs as is, fp32",
+            default_text="int8 on a CPU with VNNI or ARM dotprod, else fp32; a .onnx file: fp32",
         ),
     )
     input_size: int | None = field(
@@ -704,7 +703,8 @@ def _reusable_rows(context: RunContext, listing):
     if before.precision != now.precision:
         raise OutputError(
             f"cannot resume: the previous output was made in {before.precision}, this run is "
-            f"{now.precision}; features of both must not mix (use --overwrite)"
+            f"{now.precision}; features of both must not mix (give --precision "
+            f"{before.precision}, or --overwrite)"
         )
     compared = ("sha256", "input_size", "descriptor", "colour_weight", "logits", "views")
     if any(getattr(before, name) != getattr(now, name) for name in compared):
