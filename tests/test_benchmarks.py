@@ -32,7 +32,7 @@ def outcome(results: dict, goal_start: str) -> targets.Outcome:
 
 
 def test_a_ratio_target_divides_the_first_key_by_the_second_and_applies_its_bound():
-    met = outcome({"e2e": E2E}, "featurize stage, default precision")
+    met = outcome({"e2e": E2E}, "featurize stage, int8")
     assert met.value == pytest.approx(1.25)
     assert (met.measured, met.met) == ("1.25 x", "met")
     share = outcome({"e2e": E2E}, "outside featurize")

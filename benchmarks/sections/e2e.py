@@ -3,18 +3,18 @@
 The bare fp32 model in the pipeline's layout (a process per core, one thread, batch 8) is timed
 right before and right after the run, in the same section, so the featurize stage's images/s is
 quoted as a ratio of it. The run's process tree is watched through ``/proc``: CPU ms per image
-over all its processes, peak RSS per role. When the CLI offers ``--precision`` (issue 11), a
-second run with ``--precision fp32`` gives the fp32 ratio too.
+over all its processes, peak RSS per role. The main run is int8, the default on CPUs with an
+integer dot product (``model.default_precision``); a second run with ``--precision fp32``, the
+default elsewhere, gives the fp32 ratio. The result names this CPU's default.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from benchmarks.bare_model import ModelPool, pipeline_layout
 from benchmarks.common import Context, cpu_ms_per_image, fruitspark_run, mb, ratio, table
-from fruitspark.featurize import FeaturizeOptions
+from fruitspark.model import DEFAULT_MODEL, default_precision
 
 TITLE = "End to end"
 SLOW = False
@@ -32,43 +32,27 @@ def measured_run(ctx: Context, input_uri: Path, name: str, extra: tuple[str, ...
     return run
 
 
-def has_precision() -> bool:
-    from fruitspark.pipeline import RunConfig
-
-    return any(
-        field.name == "precision"
-        for options in (FeaturizeOptions, RunConfig)
-        for field in dataclasses.fields(options)
-    )
-
-
 def measure(ctx: Context) -> dict:
     seconds = 3.0 if ctx.quick else 5.0
     tree = ctx.input_tree("e2e")
     with ModelPool(ctx) as pool:
         before = pool.rate(pipeline_layout(ctx), seconds)
-        run = measured_run(ctx, tree, "e2e")
-        fp32 = (
-            measured_run(ctx, tree, "e2e-fp32", ("--precision", "fp32"))
-            if has_precision()
-            else None
-        )
+        run = measured_run(ctx, tree, "e2e", ("--precision", "int8"))
+        fp32 = measured_run(ctx, tree, "e2e-fp32", ("--precision", "fp32"))
         after = pool.rate(pipeline_layout(ctx), seconds)
     bare = {**after, "images_per_s": round((before["images_per_s"] + after["images_per_s"]) / 2, 2),
             "before": before["images_per_s"], "after": after["images_per_s"]}  # fmt: skip
     result = {
         "input": str(tree),
+        "default_precision": default_precision(DEFAULT_MODEL),
         "bare": bare,
         "run": run,
         "featurize_to_bare": ratio(run["featurize_images_per_s"], bare["images_per_s"]),
         "whole_to_bare": ratio(run["wall_images_per_s"], bare["images_per_s"]),
         "outside_featurize_s": run["outside_featurize_s"],
+        "fp32_run": fp32,
+        "fp32_featurize_to_bare": ratio(fp32["featurize_images_per_s"], bare["images_per_s"]),
     }
-    if fp32:
-        result["fp32_run"] = fp32
-        result["fp32_featurize_to_bare"] = ratio(
-            fp32["featurize_images_per_s"], bare["images_per_s"]
-        )
     return result
 
 
@@ -147,7 +131,8 @@ def _run_text(run: dict, bare: dict) -> str:
 def render(result: dict) -> str:
     bare, run = result["bare"], result["run"]
     out = [
-        f"`fruitspark run {result['input']} OUT --overwrite` in a fresh JVM, and the bare fp32 "
+        f"`fruitspark run {result['input']} OUT --overwrite --precision int8` in a fresh JVM "
+        f"(this CPU's default: {result.get('default_precision', 'int8')}), and the bare fp32 "
         f"model in the pipeline's layout ({bare['processes']} processes x {bare['threads']} "
         f"thread, batch {bare['batch']}) just before and after it: {bare['before']:.1f} and "
         f"{bare['after']:.1f} images/s, mean **{bare['images_per_s']:.1f}**.",
