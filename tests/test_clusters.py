@@ -150,7 +150,9 @@ def _assert_ran_as_submitted(log: list[dict], master_url: str) -> None:
 
 def _assert_lost_executor_recovered(log: list[dict]) -> None:
     """The killed worker's executor was removed while featurize ran, its tasks were lost, and
-    the surviving executor finished tasks after the last loss."""
+    the surviving executor finished tasks after the last loss. A task of the survivor may fail
+    too, but only as FetchFailed: its shuffle input was on the lost executor, and Spark reruns
+    the map stage that wrote it (seen once in the full suite, 2026-12-03)."""
     added = {e["Executor ID"] for e in log if e["Event"].endswith("ExecutorAdded")}
     removed = [e["Executor ID"] for e in log if e["Event"].endswith("ExecutorRemoved")]
     assert removed, "no executor was lost"
@@ -158,7 +160,9 @@ def _assert_lost_executor_recovered(log: list[dict]) -> None:
         e for e in log
         if e["Event"].endswith("TaskEnd") and e["Task End Reason"]["Reason"] != "Success"
     ]  # fmt: skip
-    assert lost and {e["Task Info"]["Executor ID"] for e in lost} <= set(removed)
+    on_removed = [e for e in lost if e["Task Info"]["Executor ID"] in removed]
+    elsewhere = {e["Task End Reason"]["Reason"] for e in lost if e not in on_removed}
+    assert on_removed and elsewhere <= {"FetchFailed"}, elsewhere
     (survivor,) = added - set(removed)
     finished_after = {e["Task Info"]["Executor ID"] for e in log[log.index(lost[-1]) :]
                       if e["Event"].endswith("TaskEnd")}  # fmt: skip
