@@ -191,6 +191,7 @@ def study(data: RealData, store: dict, model: str = DEFAULT_MODEL) -> list[dict]
     except ImportError:  # run as a script
         from quality import Dataset, blocked_folds
 
+    model_label = f"{model} {default_precision(model)}"
     where = {
         key: np.flatnonzero((data.source == source) & (data.split == split))
         for key, source, split in (
@@ -230,7 +231,7 @@ def study(data: RealData, store: dict, model: str = DEFAULT_MODEL) -> list[dict]
                     )
                 rows.append(
                     {"training": training, "descriptor": name, "classifier": classifier,
-                     "model": f"{model} {default_precision(model)}",
+                     "model": model_label,
                      **real, **validation, "fit_s": time.perf_counter() - started}
                 )  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)

@@ -24,8 +24,9 @@ def _rows(output) -> dict:
 @pytest.fixture(scope="module")
 def first_run(spark, subset, tmp_path_factory):
     output = tmp_path_factory.mktemp("run") / "out"
-    # int8 whatever the CPU: the default on CPUs with an integer dot product (model.py); the
-    # default path is the demo's (test_cli) and prepare's (test_model)
+    # int8 whatever the CPU: the default on CPUs with an integer dot product (model.py). The
+    # default path: test_bad_inputs' default run (features checked against this CPU's default
+    # model) and test_model's prepare test
     config = RunConfig(
         input=str(subset), output=str(output), csv=True, images_per_partition=8, precision="int8"
     )

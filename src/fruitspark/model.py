@@ -9,6 +9,7 @@ next to them. Any other ONNX file works too, given its input size and normalisat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -132,15 +133,20 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
 
 
+@functools.cache
+def _this_cpuinfo() -> str:
+    """``/proc/cpuinfo``, read once per process; empty where there is none (macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_int8_dot_product(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU (``/proc/cpuinfo``, or the text given) has an integer dot product; False
-    where that cannot be read (macOS, Windows), so such machines stay on fp32."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return not INT8_DOT_PRODUCT_FLAGS.isdisjoint(cpuinfo.split())
+    """Whether the CPU (this one's ``/proc/cpuinfo``, or the text given) has an integer dot
+    product; False where that cannot be read, so such machines stay on fp32."""
+    text = _this_cpuinfo() if cpuinfo is None else cpuinfo
+    return not INT8_DOT_PRODUCT_FLAGS.isdisjoint(text.split())
 
 
 def default_precision(model: str, cpuinfo: str | None = None) -> str:
