@@ -237,7 +237,7 @@ def test_one_pixel_image(fmt):
         image = decode_image(data, min_side=min_side)
         assert (image.mode, image.size) == ("RGB", (1, 1))
         assert_colour(pixels(image), (200, 30, 30), tolerance=6)
-    assert resize_square(decode_image(data), 224).size == (224, 224)
+    assert resize_square(decode_image(data), 224).shape == (224, 224, 3)
 
 
 def test_png_bytes_whatever_the_file_name():
@@ -371,7 +371,7 @@ def test_real_photo_decodes_upright_rgb(path):
     width, height = image.size
     assert (width > height) == (upright[0] > upright[1])  # same orientation as the upright picture
     assert width / height == pytest.approx(upright[0] / upright[1], rel=0.01)
-    assert resize_square(image, 224).size == (224, 224)
+    assert resize_square(image, 224).shape == (224, 224, 3)
 
 
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"no shared photos at {PHOTOS}")

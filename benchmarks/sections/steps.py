@@ -1,10 +1,12 @@
 """Per-step CPU ms per image outside the model, before and after, default descriptor.
 
 "Before" is HotSpot's default tiered JIT (C1 then C2) in the JVM; "after" stops it at C1
-(``session.JVM_OPTIONS``). The Python steps' code is unchanged (a flat-buffer features column
-measured no cheaper in Python than the list conversion: about 1 us a row either way; in the
-JVM it is, see the float-lists experiment); they are timed in this process on the same images
-(median of the rounds).
+(``session.JVM_OPTIONS``). In Python, "before" pads and resizes with Pillow alone, as
+``preprocess`` did until OpenCV took the enlarging (``_pillow_resize_square`` keeps that code
+here, for the comparison), and normalises from a Pillow image; the other steps' code is the same
+on both sides (a flat-buffer features column measured no cheaper in Python than the list
+conversion: about 1 us a row either way; in the JVM it is, see the float-lists experiment).
+They are timed in this process on the same images (median of the rounds).
 
 The JVM's CPU is measured by experiment, each in a fresh JVM (``benchmarks/jvm_probe.py``): the
 featurize stage's plan (binaryFile scan, ``mapInArrow``, persist + count) with one part swapped
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from benchmarks.common import (
     Context,
@@ -36,7 +39,7 @@ from benchmarks.common import (
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, ImageResult, _to_batch, combine
 from fruitspark.model import embed, new_session, resolve_model
-from fruitspark.preprocess import colour_histogram, resize_square, to_tensor
+from fruitspark.preprocess import colour_histogram, resize_square, square_on_white, to_tensor
 
 TITLE = "Per-step CPU per image"
 SLOW = False
@@ -61,6 +64,7 @@ EXPERIMENTS = (
     ("constant features, bytes read by Python not the JVM, C1", "paths-zeros", "cache_ser", C1),
     ("constant features, noop sink instead of the cache, C1", "zeros", "noop", C1),
 )
+BILINEAR = Image.Resampling.BILINEAR
 JVM_GROUPS = ("JIT compiler", "task threads", "driver calls", "GC", "other", "ended")
 
 
@@ -70,27 +74,43 @@ def _ms(function: Callable, items: list) -> tuple[float, list]:
     return 1000 * (time.process_time() - start) / len(items), out
 
 
+def _pillow_resize_square(picture: Image.Image, size: int) -> Image.Image:
+    """The model input as ``preprocess`` made it before OpenCV: Pillow's bilinear both ways."""
+    square = square_on_white(picture)
+    return square if square.size == (size, size) else square.resize((size, size), BILINEAR)
+
+
 def python_steps(contents: list[bytes], spec) -> dict[str, dict[str, float]]:
-    """Median CPU ms per image of each Python step over ``ROUNDS`` rounds; unchanged code, so
-    the same figure before and after (a flat-buffer features column measured no cheaper)."""
+    """Median CPU ms per image of each Python step over ``ROUNDS`` rounds, before and after."""
     size, norm = spec.input_size, spec.normalisation
-    times: dict[str, list[float]] = {}
+    resizers = {
+        "before": lambda p: _pillow_resize_square(p, size),
+        "after": lambda p: resize_square(p, size),
+    }
+    times: dict[str, dict[str, list[float]]] = {}
+
+    def record(step: str, ms: float, *sides: str) -> None:
+        for side in sides or ("before", "after"):
+            times.setdefault(step, {}).setdefault(side, []).append(ms)
+
     session = new_session(Path(spec.path).read_bytes(), threads=1)
     for _ in range(ROUNDS):
         ms, pictures = _ms(lambda data: decode_image(data, min_side=size), contents)
-        times.setdefault("decode", []).append(ms)
-        ms, squares = _ms(lambda p: resize_square(p, size), pictures)
-        times.setdefault("pad + resize", []).append(ms)
-        ms, tensors = _ms(lambda p: to_tensor(p, norm), squares)
-        times.setdefault("normalise", []).append(ms)
+        record("decode", ms)
+        for side, resizer in resizers.items():
+            ms, squares = _ms(resizer, pictures)
+            record("pad + resize", ms, side)
+            ms, tensors = _ms(lambda p: to_tensor(p, norm), squares)
+            record("normalise", ms, side)
         ms, colours = _ms(colour_histogram, pictures)
-        times.setdefault("colour histogram", []).append(ms)
-        times.setdefault("Arrow in/out", []).append(_arrow_ms(contents, colours))
+        record("colour histogram", ms)
+        record("Arrow in/out", _arrow_ms(contents, colours))
         batches = [np.stack(tensors[i : i + BATCH]) for i in range(0, len(tensors), BATCH)]
         ms, _ = _ms(lambda b: embed(session, spec, b), batches)
-        times.setdefault("model (for scale)", []).append(ms / BATCH)
+        record("model (for scale)", ms / BATCH)
     return {
-        step: dict.fromkeys(("before", "after"), round(median(v), 3)) for step, v in times.items()
+        step: {side: round(median(values), 3) for side, values in sides.items()}
+        for step, sides in times.items()
     }
 
 
