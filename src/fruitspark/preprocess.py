@@ -14,7 +14,9 @@ interpolation is Pillow's (pixel centres, edges clamped) to within one grey leve
 image against Pillow's 0.55; shrinking stays with Pillow, whose filter widens with the scale
 (antialiased; OpenCV's bilinear would alias). The model inputs are numpy arrays from there on:
 turning them back into Pillow images cost another 0.1-0.2 ms an image
-(``benchmarks/sections/steps.py`` measures the steps).
+(``benchmarks/sections/steps.py`` measures the steps). The one-level differences move the
+features a little: on 120 Fruits-360 Test images, cosine similarity to the features of Pillow's
+enlarging median 0.9995, minimum 0.998 (fp32; int8 0.998 and 0.994), the logits block the most.
 """
 
 from __future__ import annotations
