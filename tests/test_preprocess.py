@@ -218,3 +218,18 @@ def test_a_square_picture_or_pad_alone_has_one_view():
     landscape = Image.new("RGB", (120, 80))
     (padded,) = model_views(landscape, 40, "pad")
     assert np.asarray(padded).tolist() == np.asarray(resize_square(landscape, 40)).tolist()
+
+
+def test_opencv_threads_follow_the_tasks_share_of_the_cores():
+    import cv2
+
+    from fruitspark.preprocess import limit_threads
+
+    before = cv2.getNumThreads()
+    try:
+        limit_threads(1)
+        assert cv2.getNumThreads() == 1
+        limit_threads(3)
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)

@@ -19,7 +19,14 @@ from fruitspark.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from fruitspark.feature_column import to_bytes
 from fruitspark.imagenet_block import embed_with_logits
 from fruitspark.model import ModelSpec, cached_session, embed
-from fruitspark.preprocess import COLOUR_DIM, VIEWS, colour_histogram, model_views, to_tensor
+from fruitspark.preprocess import (
+    COLOUR_DIM,
+    VIEWS,
+    colour_histogram,
+    limit_threads,
+    model_views,
+    to_tensor,
+)
 from fruitspark.sources import ReadError, is_inside, read_bytes, real_root
 from fruitspark.sparkenv import counter, ship_file
 
@@ -189,6 +196,7 @@ def featurize(frame, spec: ModelSpec, options: FeaturizeOptions):
     kept_names = [field.name for field in kept]
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        limit_threads(options.threads)
         session = (
             None
             if options.descriptor == "colour"

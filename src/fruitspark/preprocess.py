@@ -59,6 +59,13 @@ def square_on_white(image: Image.Image) -> Image.Image:
     return canvas
 
 
+def limit_threads(threads: int) -> None:
+    """OpenCV's thread pool sized to a task's share of the cores, as ONNX Runtime's is: it
+    splits a resize above 65,536 output pixels (``--input-size`` 257 and up), which would
+    oversubscribe cores that other tasks use. For a Spark worker's process, not a notebook's."""
+    cv2.setNumThreads(threads)
+
+
 def resize_square(image: Image.Image, size: int) -> np.ndarray:
     """The model input, HWC uint8 RGB: square on white, then bilinear to ``size`` x ``size``."""
     return resize(square_on_white(image), size)
