@@ -233,3 +233,12 @@ def test_opencv_threads_follow_the_tasks_share_of_the_cores():
         assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
+
+
+def test_int8_calibration_inputs_keep_pillows_resize():
+    """The int8 recipe's inputs as measured: Pillow both ways, not the runtime's OpenCV."""
+    from fruitspark.quantize import calibration_input
+
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (100, 100, 3), np.uint8))
+    pillow = picture.resize((224, 224), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(calibration_input(picture, 224)), np.asarray(pillow))
