@@ -23,12 +23,9 @@ ROWS = 64  # the pipeline's Arrow batch
 
 def pillow_views(image: Image.Image, size: int, views: str = "pad") -> list[Image.Image]:
     """The padded view as ``preprocess`` made it before OpenCV (square pictures: one view)."""
-    from fruitspark.preprocess import square_on_white
+    from fruitspark.preprocess import pillow_resize_square
 
-    square = square_on_white(image)
-    if square.size == (size, size):
-        return [square]
-    return [square.resize((size, size), Image.Resampling.BILINEAR)]
+    return [pillow_resize_square(image, size)]
 
 
 def features(job: tuple[str, str, list[str]]) -> np.ndarray:

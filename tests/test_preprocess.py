@@ -237,8 +237,15 @@ def test_opencv_threads_follow_the_tasks_share_of_the_cores():
 
 def test_int8_calibration_inputs_keep_pillows_resize():
     """The int8 recipe's inputs as measured: Pillow both ways, not the runtime's OpenCV."""
-    from fruitspark.quantize import calibration_input
+    from fruitspark.model import MEAN_RGB, STD_RGB
+    from fruitspark.quantize import _Reader, calibration_pictures
 
-    picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (100, 100, 3), np.uint8))
+    normalisation = Normalisation(MEAN_RGB, STD_RGB)
+    reader = _Reader("input", 224, normalisation)
+    for picture in calibration_pictures():
+        fed = reader.get_next()["input"][0]
+        if picture.size[0] < 224:  # enlarged: where Pillow and OpenCV differ
+            break
     pillow = picture.resize((224, 224), Image.Resampling.BILINEAR)
-    assert np.array_equal(np.asarray(calibration_input(picture, 224)), np.asarray(pillow))
+    assert np.array_equal(fed, to_tensor(pillow, normalisation))
+    assert not np.array_equal(fed, to_tensor(resize_square(picture, 224), normalisation))

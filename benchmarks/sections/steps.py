@@ -2,10 +2,10 @@
 
 "Before" is HotSpot's default tiered JIT (C1 then C2) in the JVM; "after" stops it at C1
 (``session.JVM_OPTIONS``). In Python, "before" pads and resizes with Pillow alone, as
-``preprocess`` did until OpenCV took the enlarging (``_pillow_resize_square`` keeps that code
-here, for the comparison), and normalises from a Pillow image; the other steps' code is the same
-on both sides (a flat-buffer features column measured no cheaper in Python than the list
-conversion: about 1 us a row either way; in the JVM it is, see the float-lists experiment).
+``preprocess`` did until OpenCV took the enlarging (``preprocess.pillow_resize_square``), and
+normalises from a Pillow image; the other steps' code is the same on both sides (a flat-buffer
+features column measured no cheaper in Python than the list conversion: about 1 us a row either
+way; in the JVM it is, see the float-lists experiment).
 They are timed in this process on the same images (median of the rounds).
 
 The JVM's CPU is measured by experiment, each in a fresh JVM (``benchmarks/jvm_probe.py``): the
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from benchmarks.common import (
     Context,
@@ -39,7 +38,12 @@ from benchmarks.common import (
 from fruitspark.decode import decode_image
 from fruitspark.featurize import FeaturizeOptions, ImageResult, _to_batch, combine
 from fruitspark.model import embed, new_session, resolve_model
-from fruitspark.preprocess import colour_histogram, resize_square, square_on_white, to_tensor
+from fruitspark.preprocess import (
+    colour_histogram,
+    pillow_resize_square,
+    resize_square,
+    to_tensor,
+)
 
 TITLE = "Per-step CPU per image"
 SLOW = False
@@ -64,7 +68,6 @@ EXPERIMENTS = (
     ("constant features, bytes read by Python not the JVM, C1", "paths-zeros", "cache_ser", C1),
     ("constant features, noop sink instead of the cache, C1", "zeros", "noop", C1),
 )
-BILINEAR = Image.Resampling.BILINEAR
 JVM_GROUPS = ("JIT compiler", "task threads", "driver calls", "GC", "other", "ended")
 
 
@@ -74,17 +77,11 @@ def _ms(function: Callable, items: list) -> tuple[float, list]:
     return 1000 * (time.process_time() - start) / len(items), out
 
 
-def _pillow_resize_square(picture: Image.Image, size: int) -> Image.Image:
-    """The model input as ``preprocess`` made it before OpenCV: Pillow's bilinear both ways."""
-    square = square_on_white(picture)
-    return square if square.size == (size, size) else square.resize((size, size), BILINEAR)
-
-
 def python_steps(contents: list[bytes], spec) -> dict[str, dict[str, float]]:
     """Median CPU ms per image of each Python step over ``ROUNDS`` rounds, before and after."""
     size, norm = spec.input_size, spec.normalisation
     resizers = {
-        "before": lambda p: _pillow_resize_square(p, size),
+        "before": lambda p: pillow_resize_square(p, size),
         "after": lambda p: resize_square(p, size),
     }
     times: dict[str, dict[str, list[float]]] = {}

@@ -85,6 +85,16 @@ def resize(square: Image.Image, size: int) -> np.ndarray:
     return pixels
 
 
+def pillow_resize_square(image: Image.Image, size: int) -> Image.Image:
+    """The model input as it was before OpenCV enlarged it: Pillow's bilinear both ways. The
+    int8 recipe's calibration keeps it (``quantize``: its graph stays the one the accuracy
+    tables were measured on), and the benchmarks compare against it."""
+    square = square_on_white(image)
+    if square.size == (size, size):
+        return square
+    return square.resize((size, size), Image.Resampling.BILINEAR)
+
+
 VIEWS = ("pad+crop", "pad")  # the default first
 
 

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fruitspark.preprocess import Normalisation, square_on_white, to_tensor
+from fruitspark.preprocess import Normalisation, pillow_resize_square, to_tensor
 
 RECIPE = "q1"  # bump when anything below changes: it is part of the cached file's name
 CALIBRATION_IMAGES = 96
 CALIBRATION_SEED = 20261201
-BILINEAR = Image.Resampling.BILINEAR
 EXCLUDED_NODES = ("_conv_stem", "_conv_head", "logits")  # node names: their output's
 
 
@@ -80,21 +79,16 @@ def _shaded_ellipse(draw, centre, radius: float, aspect: float, hue: int, rng) -
         draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=colour)
 
 
-def calibration_input(picture: Image.Image, size: int) -> Image.Image:
-    """A calibration picture as the model's input, resized by Pillow both ways: the recipe's
-    inputs as they were measured (``preprocess`` now enlarges through OpenCV, within one grey
-    level, which moves no range that matters but would make another int8 graph than the one
-    the accuracy tables and the int8 default were measured on)."""
-    square = square_on_white(picture)
-    return square if square.size == (size, size) else square.resize((size, size), BILINEAR)
-
-
 class _Reader:
-    """onnxruntime's CalibrationDataReader over the generated pictures, one image per batch."""
+    """onnxruntime's CalibrationDataReader over the generated pictures, one image per batch.
+
+    The pictures are resized by Pillow both ways, as when the recipe was measured: OpenCV's
+    enlarging (``preprocess``), within one grey level, moves no range that matters, but would
+    make another int8 graph than the one the accuracy tables and the int8 default rest on."""
 
     def __init__(self, input_name: str, size: int, normalisation: Normalisation) -> None:
         self._batches: Iterator[dict[str, np.ndarray]] = (
-            {input_name: to_tensor(calibration_input(picture, size), normalisation)[None]}
+            {input_name: to_tensor(pillow_resize_square(picture, size), normalisation)[None]}
             for picture in calibration_pictures()
         )
 
