@@ -11,10 +11,12 @@ from fruitspark import sparkenv
 from fruitspark.reduce import (
     DRIVER_ADDS,
     Moments,
+    Spectrum,
     blocks_moments,
     choose_k,
     fit_features,
     fit_moments,
+    fit_route,
     fit_rows,
     moments,
     pack_upper,
@@ -37,6 +39,23 @@ def test_choose_k_fixed_is_capped_and_variance_picks_the_smallest_k():
     assert choose_k(ratios, k=None, variance=1.0) == 5
     with pytest.raises(ValueError):
         choose_k(ratios, k=None, variance=None)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 300])
+def test_spectrum_matches_numpy_eigh_reading_the_upper_triangle_only(size):
+    rng = np.random.default_rng(size)
+    factor = rng.normal(size=(size, size)) * np.geomspace(10.0, 1e-3, size)
+    symmetric = factor @ factor.T
+    upper = np.triu(symmetric) + np.tril(np.full((size, size), np.nan), -1)  # lower: not read
+    spectrum = Spectrum.of_upper(upper)
+    values, vectors = np.linalg.eigh(symmetric)
+    np.testing.assert_allclose(spectrum.values, values[::-1], rtol=1e-9, atol=1e-9 * values.max())
+    count = max(1, size // 3)
+    ours, expected = spectrum.top(count), vectors[:, ::-1][:, :count]
+    assert ours.shape == (size, count)
+    np.testing.assert_allclose(np.abs(np.sum(ours * expected, axis=0)), 1.0, atol=1e-8)
+    np.testing.assert_allclose(symmetric @ ours, ours * spectrum.values[:count], atol=1e-8)
+    assert spectrum.top(0).shape == (size, 0)
 
 
 def _frame(spark, matrix: np.ndarray):
@@ -164,12 +183,29 @@ def test_fewer_rows_than_dimensions_fit_from_the_gram_matrix_as_from_the_moments
     assert fit_rows(wide, k=99).k == 29  # 30 centred rows span 29 directions, never more
 
 
-def test_spark_fit_takes_the_rows_route_below_d_rows_and_agrees(spark, matrix):
-    frame = _frame(spark, matrix[:20])
-    by_rows = fit_features(frame, dimension=24, rows_at_most=20, k=4)
-    by_moments = fit_features(frame, dimension=24, rows_at_most=None, k=4)
-    np.testing.assert_allclose(by_rows.components, by_moments.components, atol=1e-5)
-    np.testing.assert_allclose(by_rows.explained_variance, by_moments.explained_variance, atol=1e-7)
+def test_fit_route_ships_the_rows_while_they_are_fewer_bytes_than_the_partial_sums():
+    assert fit_route(None, 24, 2) == "partials"  # no bound on the rows
+    assert fit_route(23, 24, 2) == "gram"
+    assert fit_route(24, 24, 2) == fit_route(48, 24, 2) == "rows"
+    assert fit_route(49, 24, 2) == "partials"
+    assert fit_route(4 * 24, 24, 64) == "rows"  # beyond DRIVER_ADDS cores, one partial ships
+    assert fit_route(4 * 24 + 1, 24, 64) == "partials"
+
+
+def test_the_three_fit_routes_agree(spark, matrix):
+    frame = _frame(spark, matrix[:40])
+    assert [fit_route(n, 24, 2) for n in (20, 40, None)] == ["gram", "rows", "partials"]
+    by_gram = fit_features(_frame(spark, matrix[:20]), dimension=24, rows_at_most=20, k=4)
+    by_moments = fit_features(_frame(spark, matrix[:20]), dimension=24, rows_at_most=None, k=4)
+    np.testing.assert_allclose(by_gram.components, by_moments.components, atol=1e-5)
+    np.testing.assert_allclose(by_gram.explained_variance, by_moments.explained_variance, atol=1e-7)
+    by_rows = fit_features(frame, dimension=24, rows_at_most=40, k=4)
+    by_partials = fit_features(frame, dimension=24, rows_at_most=None, k=4)
+    np.testing.assert_allclose(by_rows.mean, by_partials.mean, atol=1e-6)
+    np.testing.assert_allclose(by_rows.components, by_partials.components, atol=1e-5)
+    np.testing.assert_allclose(
+        by_rows.explained_variance, by_partials.explained_variance, atol=1e-7
+    )
     empty = spark.createDataFrame([("p", None)], "path string, features array<float>")
     assert fit_features(empty, dimension=24, rows_at_most=1) is None
     assert fit_features(empty, dimension=24) is None

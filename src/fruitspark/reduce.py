@@ -3,14 +3,20 @@
 Fitting needs the mean and the d x d covariance of the features, which are sums: each executor
 task adds up ``n``, ``sum x`` and ``sum x x^T`` of its rows with numpy (whose wheels bundle an
 optimised BLAS, unlike Spark ML's JVM, which falls back to pure Java without a system one), the
-partial sums are added on the executors, and only one d x d matrix reaches the driver, where
-numpy's ``eigh`` gives every component at once. The whole explained-variance curve is known, so
-k is then a cheap slice, never a second pass; the projection onto those k components runs with
-numpy on the executors, the k x d matrix shipped once per executor.
+partial sums are added on the executors, and only one d x d matrix reaches the driver. There it
+is reduced to tridiagonal form once (LAPACK's ``dsytrd``, through scipy), which gives every
+eigenvalue for a few milliseconds more: the whole explained-variance curve is known, so k is a
+cheap choice, never a second pass; then only the k kept eigenvectors are computed and mapped back
+(``Spectrum``: 0.8 s against numpy's 1.4 s for all of them, d = 2,568, k = 142, as in
+``eigh``'s own drivers, which cannot stop between the two). The projection onto those k
+components runs with numpy on the executors, the k x d matrix shipped once per executor.
 
-When there are fewer rows than dimensions (a small run: 30 images of 2,568 features), the rows
-themselves are smaller than one d x d sum: they are collected, and the eigenvectors of their
-n x n Gram matrix give the same components at a fraction of the cost (``fit_rows``).
+The partial sums are d x d each, one per core: when the rows themselves are fewer bytes (n up
+to cores x d: 3,040 images of 2,568 features on 2 cores), the rows are collected instead, in
+float32, and summed on the driver (0.6 s against 1.25 s, shipping 31 MB instead of 52 MB).
+With fewer rows than dimensions (a small run: 30 images), the eigenvectors of their n x n Gram
+matrix give the same components at a fraction of the cost (``fit_rows``), by the same
+tridiagonal route. ``fit_route`` names the choice.
 
 Each task's sums are taken in float64 around a shift (its first rows' mean), which keeps the
 small components exact; partials are combined exactly (Chan et al.'s pairwise formula).
@@ -25,6 +31,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -177,7 +184,8 @@ def moments(frame, *, dimension: int, parallelism: int, column: str = "features"
     collect pickles a 26 MB binary three times slower) and added on the driver. Beyond
     DRIVER_ADDS cores the partials are first added on the executors, so that one row reaches
     the driver; on a few cores that extra stage and task cost more than they save (at 3,040
-    images of 2,568 features on 2 cores: 1.6-1.9 s against 1.3 s collecting both)."""
+    images of 2,568 features on 2 cores: 1.6-1.9 s against 1.3 s collecting both, before
+    ``fit_route`` sent that many rows to the driver instead)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     schema = from_arrow_schema(pa.schema(MOMENT_FIELDS))
@@ -216,11 +224,10 @@ def choose_k(explained_variance: np.ndarray, *, k: int | None, variance: float |
 
 def fit_moments(stats: Moments, *, k: int | None = None, variance: float | None = None) -> PcaFit:
     """Eigendecomposition of the covariance on the driver; signs fixed (largest loading > 0)."""
-    values, vectors = np.linalg.eigh(stats.scatter() / max(1, stats.count - 1), UPLO="U")
-    order = np.argsort(values)[::-1]
-    ranked = min(stats.count, len(values))  # n rows span at most n components
+    spectrum = Spectrum.of_upper(stats.scatter() / max(1, stats.count - 1))
+    ranked = min(stats.count, len(spectrum.values))  # n rows span at most n components
     return _fit(
-        stats.mean(), values[order][:ranked], lambda n: vectors[:, order[:n]].T, ranked, k, variance
+        stats.mean(), spectrum.values[:ranked], lambda n: spectrum.top(n).T, ranked, k, variance
     )
 
 
@@ -229,22 +236,70 @@ def fit_rows(rows: np.ndarray, *, k: int | None = None, variance: float | None =
 
     With ``X`` the centred n x d rows, ``X X^T v = l v`` gives ``X^T X (X^T v) = l (X^T v)``: the
     covariance's eigenvectors are ``X^T v / sqrt(l)``, from an n x n problem instead of d x d;
-    only the k kept are mapped back (all n of them cost 0.25 s of a 2.3 s fit at n = 2,340,
-    d = 2,568, by py-spy; the n x n eigh is the rest).
+    only the k kept are computed and mapped back (all n of them cost 0.25 s of a 2.3 s fit at
+    n = 2,340, d = 2,568 with numpy's eigh, by py-spy; the n x n problem is the rest).
     """
     rows = np.asarray(rows, np.float64)
     mean = rows.mean(axis=0)
     centred = rows - mean
-    values, vectors = np.linalg.eigh(centred @ centred.T)
-    order = np.argsort(values)[::-1]
-    values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
+    spectrum = Spectrum.of_upper(centred @ centred.T)
+    values = np.clip(spectrum.values, 0.0, None)
     positive = int(np.sum(values > values[0] * 1e-12)) if len(values) and values[0] > 0 else 0
 
     def components(n: int) -> np.ndarray:
-        return (centred.T @ vectors[:, :n] / np.sqrt(values[:n])).T
+        return (centred.T @ spectrum.top(n) / np.sqrt(values[:n])).T
 
     ranked = min(len(rows), rows.shape[1])
     return _fit(mean, values[:ranked] / max(1, len(rows) - 1), components, positive, k, variance)
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """A symmetric matrix reduced to tridiagonal form ``Q T Q^T`` (``dsytrd``), its eigenvalues in
+    descending order; eigenvectors computed only when asked for, and only as many as asked."""
+
+    reflectors: np.ndarray  # dsytrd's output: Q's Householder vectors below the subdiagonal
+    tau: np.ndarray
+    diagonal: np.ndarray
+    off_diagonal: np.ndarray
+    values: np.ndarray  # descending
+
+    @classmethod
+    def of_upper(cls, upper: np.ndarray) -> Spectrum:
+        """The spectrum of the symmetric matrix whose upper triangle is ``upper`` (the lower
+        one is not read); ``upper`` is overwritten."""
+        from scipy.linalg import eigh_tridiagonal, lapack
+
+        lower = upper.T  # the C-ordered upper triangle is a Fortran-ordered lower one, no copy
+        (lwork, _) = lapack.dsytrd_lwork(len(lower), lower=1)
+        reflectors, diagonal, off_diagonal, tau, info = lapack.dsytrd(
+            lower, lower=1, lwork=int(lwork), overwrite_a=1
+        )
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dsytrd failed (info {info})")
+        values = eigh_tridiagonal(diagonal, off_diagonal, eigvals_only=True, check_finite=False)
+        return cls(reflectors, tau, diagonal, off_diagonal, values[::-1])
+
+    def top(self, count: int) -> np.ndarray:
+        """The eigenvectors of the ``count`` largest eigenvalues, as columns, in that order."""
+        from scipy.linalg import eigh_tridiagonal, lapack
+
+        size = len(self.diagonal)
+        if count <= 0:
+            return np.zeros((size, 0))
+        _, vectors = eigh_tridiagonal(
+            self.diagonal, self.off_diagonal, select="i",
+            select_range=(size - count, size - 1), check_finite=False,
+        )  # fmt: skip
+        vectors = np.asfortranarray(vectors[:, ::-1])
+        if size > 1:  # Q = diag(1, Q'), Q' the product of the reflectors below the diagonal
+            mapped, _, info = lapack.dormqr(
+                "L", "N", self.reflectors[1:, :-1], self.tau, vectors[1:], max(1, 64 * count)
+            )
+            if info != 0:
+                raise np.linalg.LinAlgError(f"dormqr failed (info {info})")
+            vectors[1:] = mapped
+        return vectors
 
 
 def _fit(
@@ -289,6 +344,22 @@ def collect_rows(
     return np.concatenate(parts).reshape(-1, dimension) if parts else np.zeros((0, dimension))
 
 
+FitRoute = Literal["gram", "rows", "partials"]
+
+
+def fit_route(rows_at_most: int | None, dimension: int, parallelism: int) -> FitRoute:
+    """How ``fit_features`` fits at most ``rows_at_most`` rows: from their Gram matrix (fewer
+    rows than dimensions), from the rows collected and summed on the driver (the rows, float32,
+    are fewer bytes than the partial sums that reach it, a d x d float64 half-matrix per core up
+    to DRIVER_ADDS: at most 4 d rows, 105 MB at d = 2,568), or from partial sums."""
+    if rows_at_most is None:
+        return "partials"
+    if rows_at_most < dimension:
+        return "gram"
+    partials_reaching_the_driver = min(max(1, parallelism), DRIVER_ADDS)
+    return "rows" if rows_at_most <= partials_reaching_the_driver * dimension else "partials"
+
+
 def fit_features(
     frame,
     *,
@@ -299,13 +370,20 @@ def fit_features(
     variance: float | None = None,
 ) -> PcaFit | None:
     """Fit the centred PCA on ``frame.features`` (rows with null features left out); None if no
-    row has any. Fewer rows than dimensions (``rows_at_most``, e.g. the cache's count, bounds
-    them) are collected and fitted from their Gram matrix; more, from the moments."""
-    if rows_at_most is not None and rows_at_most < dimension:
-        rows = collect_rows(frame, dimension=dimension, parallelism=parallelism)
-        return fit_rows(rows, k=k, variance=variance) if len(rows) else None
-    stats = moments(frame, dimension=dimension, parallelism=parallelism)
-    return fit_moments(stats, k=k, variance=variance) if stats.count else None
+    row has any. ``rows_at_most`` (e.g. the cache's count) picks the ``fit_route``."""
+    route = fit_route(rows_at_most, dimension, parallelism)
+    if route == "partials":
+        stats = moments(frame, dimension=dimension, parallelism=parallelism)
+        return fit_moments(stats, k=k, variance=variance) if stats.count else None
+    rows = collect_rows(frame, dimension=dimension, parallelism=parallelism)
+    if not len(rows):
+        return None
+    if len(rows) < dimension:  # the route's bound counts failed rows too: decide on what came
+        return fit_rows(rows, k=k, variance=variance)
+    blocks = (
+        rows[start : start + ROWS_PER_PRODUCT] for start in range(0, len(rows), ROWS_PER_PRODUCT)
+    )
+    return fit_moments(blocks_moments(blocks, dimension), k=k, variance=variance)
 
 
 def project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
